@@ -1,0 +1,60 @@
+"""All device handling in one place: choosing the device, autocast, host→device copies.
+
+Encoders and the trainer never test ``torch.cuda.is_available()`` themselves; they call
+these helpers, which are exercised with ``device=cpu`` in the tests and do the right
+thing on CUDA (pinned memory + non-blocking copies, bf16/fp16 autocast).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Literal
+
+import torch
+
+AutocastMode = Literal["none", "bf16", "fp16"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → first CUDA device when there is one, else CPU; ``cuda`` without CUDA is an error."""
+    if name in ("auto", ""):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but torch.cuda.is_available() is False (torch {torch.__version__})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {name!r} requested but MPS is not available")
+    return device
+
+
+def autocast(device: torch.device, mode: AutocastMode = "none") -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA when asked; a no-op on CPU or with ``none``.
+
+    On CPU we deliberately do not autocast: outputs must match the fp32 reference within
+    1e-4 and CPU bf16 matmuls are not faster on most machines.
+    """
+    if mode == "none" or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a host tensor to ``device``: pinned + non-blocking on CUDA, a no-op on CPU."""
+    if device.type == "cuda":
+        if not tensor.is_pinned():
+            tensor = tensor.pin_memory()
+        return tensor.to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def to_numpy(tensor: torch.Tensor) -> "numpy.ndarray":  # noqa: F821
+    """float32 numpy on the host, whatever dtype autocast produced."""
+    return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+@contextlib.contextmanager
+def inference(device: torch.device, mode: AutocastMode = "none") -> Iterator[None]:
+    """``torch.inference_mode`` plus optional autocast: the context every encoder runs in."""
+    with torch.inference_mode(), autocast(device, mode):
+        yield

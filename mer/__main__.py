@@ -1,0 +1,3 @@
+from mer.pipeline.cli import main
+
+main()
