@@ -97,7 +97,11 @@ class E4Signal:
 
     @property
     def tagged(self) -> bool:
-        return self.tags is not None
+        """True when the file carries segment tags on at least one row.
+
+        A KEMDy20-format file with no tag anywhere is aligned by time window instead.
+        """
+        return self.tags is not None and len(self.tag_index) > 0
 
     @cached_property
     def tag_index(self) -> dict[str, np.ndarray]:
@@ -141,7 +145,11 @@ class E4Events:
 
     @property
     def tagged(self) -> bool:
-        return self.tags is not None
+        """True when the file carries segment tags on at least one row.
+
+        A KEMDy20-format file with no tag anywhere is aligned by time window instead.
+        """
+        return self.tags is not None and len(self.tag_index) > 0
 
     @cached_property
     def tag_index(self) -> dict[str, np.ndarray]:

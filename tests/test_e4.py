@@ -122,6 +122,14 @@ def test_kemdy20_ibi_values_tags_and_segments(tmp_path):
     assert segment_positions(ev, start=START + 2.8, end=START + 5.2).tolist() == [1, 2]  # end excluded
 
 
+def test_kemdy20_file_without_any_tag_falls_back_to_the_time_window(tmp_path):
+    path = write_kemdy20_signal(tmp_path / "temp.csv", [30.0 + 0.1 * i for i in range(8)], [""] * 8)
+    sig = read_signal(path, "kemdy20")
+    assert not sig.tagged
+    # the tag names nothing in this file: the window decides (rows at 0.5, 0.75, 1.0, 1.25 s)
+    assert segment(sig, tag="Sess01_script01_User002M_001", start=START + 0.5, end=START + 1.5).rows.tolist() == [2, 3, 4, 5]
+
+
 def test_plain_export_signal_and_ibi(tmp_path):
     eda = write_plain_signal(tmp_path / "EDA.csv", [0.0, 0.11275, 0.166563, 0.2], rate=4.0)
     sig = read_signal(eda, "e4")

@@ -14,6 +14,11 @@ from mer.pipeline.adapters.base import AdapterResult, LayoutError, Skip
 ADAPTERS: dict[str, str] = {
     "generic": "generic",
     "demo": "demo",
+    "kemdy20": "kemdy20",
+    "ravdess": "ravdess",
+    "mosei": "mosei",
+    "meld": "meld",
+    "e4": "e4_study",
 }
 
 
