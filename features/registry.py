@@ -7,7 +7,7 @@ import importlib
 
 from mer.features.base import Encoder
 
-# family name -> module under mer.features; each module defines ``Options`` (a dataclass
+# family name -> module under mer.features (or a full module path); each module defines ``Options`` (a dataclass
 # whose ``encoder`` field is the family name) and ``ENCODER`` (the Encoder subclass).
 FAMILIES: dict[str, str] = {
     "hf-text": "hf_text",
@@ -20,9 +20,18 @@ FAMILIES: dict[str, str] = {
 
 
 def _module(family: str):
-    if family not in FAMILIES:
-        raise KeyError(f"unknown encoder {family!r}; known: {', '.join(sorted(FAMILIES))}")
-    return importlib.import_module(f"mer.features.{FAMILIES[family]}")
+    """A registered family, or a custom encoder named by its module path (``mylab.encoders.prosody``,
+    any importable module defining ``Options`` and ``ENCODER``; it must contain a dot)."""
+    if family in FAMILIES:
+        target = FAMILIES[family]
+        return importlib.import_module(target if "." in target else f"mer.features.{target}")
+    if "." in family:
+        try:
+            return importlib.import_module(family)
+        except ModuleNotFoundError as exc:
+            raise KeyError(f"custom encoder module {family!r} cannot be imported ({exc})") from None
+    raise KeyError(f"unknown encoder {family!r}; known: {', '.join(sorted(FAMILIES))} "
+                   f"(or a custom encoder's module path, e.g. mylab.encoders.prosody)")
 
 
 def options_class(family: str) -> type:

@@ -21,6 +21,7 @@ from mer.features.registry import options_class
 from mer.pipeline.adapters import config_class
 from mer.pipeline.config_schema import ConfigError, TaggedBy, apply_overrides, from_dict, load_yaml, to_dict
 from mer.train.config import TrainConfig
+from mer.train.finetune_config import FinetuneConfig
 
 DatasetSection = Annotated[object, TaggedBy("name", config_class)]
 EncoderSection = Annotated[object, TaggedBy("encoder", options_class)]
@@ -42,10 +43,9 @@ class CacheConfig:
 
 @dataclass
 class ExtractConfig:
-    #: auto | cpu | cuda | cuda:1
+    #: auto | cpu | cuda | cuda:1. Mixed precision is NOT set here but per encoder
+    #: (``features.<m>.autocast``), because it changes the features and so belongs in the key.
     device: str = "auto"
-    #: mixed precision on CUDA (ignored on CPU, where outputs must match fp32)
-    autocast: Literal["none", "bf16", "fp16"] = "none"
     #: batches decoded ahead of the model by the prefetch thread pool (0 = no prefetch)
     prefetch: int = 4
     #: threads that decode/resample/preprocess ahead of the model
@@ -65,6 +65,8 @@ class ExperimentConfig:
     features: dict[str, EncoderSection] = field(default_factory=dict)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: ``mer finetune``: end-to-end fine-tuning of one encoder (optional stage)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     #: where outputs go (manifest, runs); relative to the working directory
     output: str = "runs"
     #: the file this config came from (set by the loader, not by users)

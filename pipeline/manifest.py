@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -140,13 +142,14 @@ class Manifest:
         """Write ``path`` (CSV) and ``<path>.json`` with the fingerprint; atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        # unique tmp names: concurrent `mer extract --modality ...` runs each save the manifest
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.df.to_csv(tmp, index=False, lineterminator="\n")
         tmp.replace(path)
         meta = {"fingerprint": self.fingerprint, "samples": len(self), "columns": list(self.df.columns)}
         meta.update(self.extra)
         sidecar = path.with_name(path.name + ".json")
-        tmp = sidecar.with_name(sidecar.name + ".tmp")
+        tmp = sidecar.with_name(f"{sidecar.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         tmp.replace(sidecar)
         return path
