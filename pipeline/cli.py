@@ -104,6 +104,26 @@ def demo_cmd(out: str, size: int, seed: int) -> None:
     click.echo(f"manifest: {path}")
 
 
+@cli.command("doctor")
+def doctor_cmd() -> None:
+    """Print versions, devices and known environment problems (e.g. a broken torchaudio)."""
+    from mer.features.environment import doctor_report
+
+    click.echo(doctor_report())
+
+
+# mer train / evaluate / ablate live beside the trainer
+from mer.train.cli import COMMANDS as _TRAIN_COMMANDS  # noqa: E402
+
+for _command in _TRAIN_COMMANDS:
+    cli.add_command(_command)
+
+
+# `mer extract` and `mer cache`: the module registers its commands on `cli` (imported last,
+# because it imports config_option/load from here)
+import mer.pipeline.cli_extract  # noqa: E402,F401
+
+
 def main() -> None:
     cli(prog_name="mer")
 

@@ -20,6 +20,20 @@ class LmrConfig:
     #: all: every sample with a same-class partner is an anchor (vectorised); single: the original rule
     anchors: Literal["all", "single"] = "all"
     dropout: float = 0.1
+    #: per-modality branch MLP before the aux head and the projection: identity | bio | audio.
+    #: Unset modalities follow their encoder family (mer.train.models.lmr.default_branch):
+    #: hf-text → identity (as the original text branch), e4 → bio (D→150→200→304),
+    #: everything else (hf-audio, egemaps, logmel, landmarks, ...) → audio (D→512→1024).
+    branch: dict[str, str] = field(default_factory=dict)
+    #: the Attn block of the private/shared encoders (methods.md §1); the defaults are the paper's
+    tokens: int = 32
+    layers: int = 3
+    heads: int = 4
+    ffn: int = 1024
+
+
+#: encoders MPUC-MER can train per modality (mpuc.encoders values)
+MPUC_ENCODERS = ("tcn", "stgcn", "transformer", "mlp")
 
 
 @dataclass
@@ -36,6 +50,45 @@ class MpucConfig:
     pretrain_epochs: int = 100
     #: linear: logistic-regression probe (the paper's protocol); mlp: the original 2-layer MLP
     probe: Literal["linear", "mlp"] = "linear"
+    #: per-modality encoder override (tcn | stgcn | transformer | mlp); unset modalities follow
+    #: the cache's output shape (mer.train.models.mpuc.choose_encoder): ragged (128,) → tcn,
+    #: ragged (51, 2) or (68, 2) → stgcn, other ragged (D,) → transformer, fixed (D,) → mlp
+    encoders: dict[str, str] = field(default_factory=dict)
+    #: pre-training optimiser; the defaults are the original's (SGD, lr 1e-3, momentum 0.9,
+    #: weight decay 1e-3, batch 32). ``train.lr`` etc. apply to the supervised heads only.
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    batch_size: int = 32
+    #: class-balanced pre-training batches (uses training labels; the original did this)
+    balanced_sampling: bool = False
+    #: early stopping of pre-training: val_loss = the validation split's contrastive loss on
+    #: fixed random crops (no labels; val inputs are only scored, never trained on); none = all epochs
+    select: Literal["val_loss", "none"] = "val_loss"
+    patience: int = 20
+    #: inverse regularisation strengths tried for the linear probe (chosen on validation)
+    probe_c: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
+    #: hidden width of the ``mlp`` probe (trained with train.lr/epochs/patience/dropout)
+    probe_hidden: int = 256
+    #: encoder widths: TCN bottleneck/hidden channels, ST-GCN block channels, Transformer d_model
+    tcn_channels: int = 64
+    tcn_hidden: int = 128
+    stgcn_channels: list[int] = field(default_factory=lambda: [64, 128])
+    transformer_dim: int = 128
+    transformer_layers: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        bad = {m: e for m, e in self.encoders.items() if e not in MPUC_ENCODERS}
+        if bad:
+            raise ValueError(f"mpuc.encoders: unknown encoder(s) {bad}; choose from {list(MPUC_ENCODERS)}")
+        if self.crop < 1:
+            raise ValueError(f"mpuc.crop must be >= 1, got {self.crop}")
+        if self.batch_size < 2:
+            raise ValueError(f"mpuc.batch_size must be >= 2 (a contrastive batch needs negatives), got {self.batch_size}")
+        if not self.probe_c or any(c <= 0 for c in self.probe_c):
+            raise ValueError(f"mpuc.probe_c must be a non-empty list of positive numbers, got {self.probe_c}")
 
 
 @dataclass
@@ -46,11 +99,22 @@ class TrainConfig:
     modalities: list[str] = field(default_factory=list)
     #: target column: ``label`` or a multi-label encoding (``label`` with ``;``-joined classes)
     target: str = "label"
+    #: manifest column holding train/val/test (``split`` or an alternative protocol ``fold_<k>``)
+    split_column: str = "split"
+    #: when the corpus has no ``val`` split: the fraction of TRAINING groups carved off as val
+    val_fraction: float = 0.15
+    #: seed of that carving (fixed across training seeds, so every seed sees the same val split)
+    split_seed: int = 0
+    #: per-modality cache output to train on (e.g. ``{audio: layers}``); unset = the encoder's
+    #: first fixed-size float output, else its first sequence output (mean-pooled over time)
+    inputs: dict[str, str] = field(default_factory=dict)
     #: class names in order; empty = sorted labels found in the training split
     classes: list[str] = field(default_factory=list)
     multilabel: bool = False
-    #: for all-layer caches: last | <k> | weighted (learned softmax over layers, as SUPERB)
-    layer: str = "last"
+    #: for all-layer caches: last | <k> | weighted (learned softmax over layers, as SUPERB);
+    #: k = a hidden-state index among the cache's ``layers`` attribute (e.g. 8 of [4, 8, 12]),
+    #: a negative k counts from the end (mer.train.data.resolve_layer)
+    layer: str | int = "last"
     epochs: int = 100
     batch_size: int = 256
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -58,6 +122,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: Literal["none", "cosine", "step"] = "none"
+    #: ``step`` schedule: multiply the lr by ``step_gamma`` every ``step_size`` epochs
+    step_size: int = 30
+    step_gamma: float = 0.1
     grad_clip: float = 5.0
     #: inverse: w_c = N / (C · n_c) ("balanced", as scikit-learn); none: all 1
     class_weights: Literal["inverse", "none"] = "inverse"
@@ -68,6 +135,8 @@ class TrainConfig:
     hidden: int = 256
     dropout: float = 0.1
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: write confusion.png and curves.png into each run folder (~0.5 s per run; off for big ablations)
+    plots: bool = True
     device: str = "auto"
     lmr: LmrConfig = field(default_factory=LmrConfig)
     mpuc: MpucConfig = field(default_factory=MpucConfig)

@@ -1,0 +1,293 @@
+"""One training run end to end, and several seeds of it: what ``mer train`` does.
+
+A run folder holds:
+
+============== =========================================================================
+config.yaml    the resolved config (``ExperimentConfig.dump``; ``train.seeds`` = this seed)
+metrics.json   ``{"train": {...}, "val": {...}, "test": {...}, "run": {...}}``: per split the
+               metrics of :mod:`mer.train.metrics`; ``run`` says how the run was made (seed,
+               best epoch, whether val was carved and how, notes such as NaN samples)
+predictions.csv id, split, label, prediction, missing (';'-joined absent modalities),
+               prob_<class> for every class; every manifest row (unlabeled rows too)
+history.csv    epoch, lr, loss and each loss part, val_<metric>
+confusion.png  row-normalised test confusion; curves.png: losses and validation metrics
+               (both skipped with ``train.plots: false``)
+model.pt       everything to re-load: model name/class + init kwargs, state_dict, classes,
+               standardisation stats, modalities and their cache keys/outputs, the manifest
+               path and fingerprint, the split settings, the resolved config
+log.txt        the lines printed during the run
+============== =========================================================================
+
+Several seeds: one ``seed<k>/`` subfolder each and ``summary.json`` (mean ± std per split
+and metric, population std over seeds).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mer import __version__
+from mer.features.device import resolve_device
+from mer.pipeline.manifest import Manifest
+from mer.train import registry
+from mer.train.criterion import Criterion
+from mer.train.data import CacheError, DataError, TrainData, load_train_data
+from mer.train.metrics import compute_metrics, headline
+from mer.train.plots import plot_confusion, plot_curves, plot_multilabel_confusion
+from mer.train.trainer import FitResult, predict_rows, seed_everything, true_labels
+
+SPLITS = ("train", "val", "test")
+CHECKPOINT_FORMAT = 1
+
+
+def resolve_modalities(config) -> list[str]:
+    """``train.modalities``, or every ``features`` key when empty."""
+    mods = list(config.train.modalities or list(config.features))
+    if not mods:
+        raise ValueError(f"{config.source or 'config'}: no modality: 'features' is empty")
+    return mods
+
+
+def model_modalities(config) -> list[str]:
+    """The modalities the configured model trains on; DataError when it cannot take them.
+
+    ``train.modalities`` (default: every ``features`` key), narrowed by the model
+    (``unimodal`` uses only the first).
+    """
+    cls = registry.model_class(config.train.model)
+    modalities = cls.use_modalities(resolve_modalities(config))
+    try:
+        cls.check_modalities(modalities)
+    except ValueError as exc:
+        raise DataError(f"{config.source or 'config'}: {exc}") from None
+    return modalities
+
+
+def manifest_for(config, overrides: tuple[str, ...] | list[str] = ()) -> tuple[Manifest, Path]:
+    """The manifest the caches were built from: ``<cache root>/<corpus>/manifest.csv``."""
+    from mer.pipeline.corpus import manifest_path
+
+    path = manifest_path(config)
+    if not path.is_file():
+        mods = resolve_modalities(config)
+        sets = "".join(f" --set {o}" for o in overrides)
+        cmds = "\n".join(f"  mer extract -c {config.source or '<config.yaml>'}{sets} --modality {m}" for m in mods)
+        raise CacheError(f"cannot train: no manifest at {path}; extract the features first "
+                         f"(it writes the manifest):\n{cmds}")
+    return Manifest.load(path), path.resolve()
+
+
+def default_run_dir(config, modalities: list[str]) -> Path:
+    """``<output>/<corpus>/<model>-<m1+m2>-<YYYYmmdd-HHMMSS>`` (a suffix if it exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(config.output) / config.corpus / f"{config.train.model}-{'+'.join(modalities)}-{stamp}"
+    path, k = base, 2
+    while path.exists():
+        path = base.with_name(f"{base.name}-{k}")
+        k += 1
+    return path
+
+
+def _json_dump(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def split_metrics(model, data: TrainData, criterion: Criterion) -> dict[str, dict]:
+    """Metrics of every split with labelled rows (train/val/test)."""
+    return {s: compute_metrics(true_labels(data, data.rows(s)), predict_rows(model, data, data.rows(s), criterion)[1],
+                               data.classes, data.multilabel, s)
+            for s in SPLITS if len(data.rows(s))}
+
+
+def predictions_table(model, data: TrainData, criterion: Criterion) -> pd.DataFrame:
+    """One row per manifest row: id, split, label, prediction, missing, prob_<class>."""
+    rows = np.arange(len(data))
+    probs, pred = predict_rows(model, data, rows, criterion)
+    labeled = data.labeled.cpu().numpy()
+    if data.multilabel:
+        y = data.y.cpu().numpy()
+        label = [";".join(c for c, v in zip(data.classes, y[i]) if v > 0) if labeled[i] else "" for i in rows]
+        prediction = [";".join(c for c, v in zip(data.classes, p) if v) for p in pred]
+    else:
+        label = [data.classes[v] if v >= 0 else "" for v in data.y.cpu().numpy()]
+        prediction = [data.classes[p] for p in pred]
+    table = pd.DataFrame({"id": data.ids, "split": data.split, "label": label, "prediction": prediction,
+                          "missing": data.missing_text()})
+    for c, name in enumerate(data.classes):
+        table[f"prob_{name}"] = probs[:, c]
+    return table
+
+
+def checkpoint(model, config, data: TrainData, seed: int, fit: FitResult, manifest_path: Path) -> dict:
+    """The content of model.pt (loadable with ``torch.load(weights_only=True)``)."""
+    ent = registry.entry(config.train.model)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "mer_version": __version__,
+        "model": config.train.model,
+        "model_class": ent.model,
+        "init_kwargs": copy.deepcopy(model.init_kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": list(data.classes),
+        "multilabel": data.multilabel,
+        "modalities": list(data.modalities),
+        "cache_keys": {m: d.cache_key for m, d in data.modalities.items()},
+        "families": {m: d.family for m, d in data.modalities.items()},
+        "outputs": {m: d.output for m, d in data.modalities.items()},
+        "stats": data.stats(),
+        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
+        "splits": {"column": config.train.split_column, "val_carved": data.val_carved,
+                   "val_groups": list(data.val_groups), "split_seed": config.train.split_seed,
+                   "val_fraction": config.train.val_fraction},
+        "seed": seed,
+        "best_epoch": fit.best_epoch,
+        "config": config.to_dict(),
+    }
+
+
+def plot_test_confusion(metrics: dict, model, data: TrainData, criterion: Criterion, run_dir: Path,
+                        model_name: str) -> None:
+    """confusion.png of the test split (else val, else train: the first that has labels)."""
+    split = next((s for s in ("test", "val", "train") if metrics.get(s, {}).get("n")), None)
+    if split is None:
+        return
+    title = f"{model_name} {'+'.join(data.modalities)}: {split}"
+    if not data.multilabel:
+        plot_confusion(np.array(metrics[split]["confusion"]), data.classes, run_dir / "confusion.png", title)
+        return
+    rows = data.rows(split)
+    y = true_labels(data, rows).astype(int)
+    pred = predict_rows(model, data, rows, criterion)[1]
+    per = {}
+    for c, name in enumerate(data.classes):
+        t, p = y[:, c], pred[:, c]
+        per[name] = np.array([[((t == 0) & (p == 0)).sum(), ((t == 0) & (p == 1)).sum()],
+                              [((t == 1) & (p == 0)).sum(), ((t == 1) & (p == 1)).sum()]])
+    plot_multilabel_confusion(per, run_dir / "confusion.png", title)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+
+
+def train_one(config, data: TrainData, run_dir: Path, seed: int, manifest_path: Path,
+              progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+    """Train one seed on loaded ``data`` and write the run folder."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        log(line)
+
+    config = copy.deepcopy(config)
+    config.train.modalities = list(data.modalities)
+    config.train.seeds = [seed]
+    config.dump(run_dir / "config.yaml")
+    device = data.device
+    seed_everything(seed)
+    cls = registry.model_class(config.train.model)
+    kwargs = cls.from_config(config.train, data.inputs(), data.num_classes)
+    model = cls(**kwargs).to(device)
+    model.init_kwargs = kwargs
+    for note in data.notes:
+        lines.append(note)
+    say(f"{config.train.model} on {'+'.join(data.modalities)}, seed {seed}, device {device}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir}")
+    fit = registry.fit_function(config.train.model)(model, data, config.train, seed, device, progress=progress, log=say)
+
+    criterion = Criterion(data.multilabel)
+    metrics = split_metrics(model, data, criterion)
+    labeled = data.labeled.cpu().numpy()
+    metrics["run"] = {
+        "model": config.train.model, "modalities": list(data.modalities), "seed": seed,
+        "best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "stopped_early": fit.stopped_early,
+        "select_metric": config.train.select_metric, "best_val": fit.best_score,
+        "val_carved": data.val_carved, "val_groups": list(data.val_groups),
+        "samples": {s: int(((data.split == s) & labeled).sum()) for s in SPLITS},
+        "missing": {m: int((~d.present).sum()) for m, d in data.modalities.items()},
+        "cache_keys": {m: d.cache_key for m, d in data.modalities.items()},
+        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
+        "notes": list(data.notes),
+    }
+    _json_dump(metrics, run_dir / "metrics.json")
+    predictions_table(model, data, criterion).to_csv(run_dir / "predictions.csv", index=False)
+    pd.DataFrame(fit.history).to_csv(run_dir / "history.csv", index=False)
+    if config.train.plots:
+        plot_test_confusion(metrics, model, data, criterion, run_dir, config.train.model)
+    if config.train.plots and fit.history:
+        plot_curves(fit.history, config.train.select_metric, run_dir / "curves.png", fit.best_epoch)
+    torch.save(checkpoint(model, config, data, seed, fit, manifest_path), run_dir / "model.pt")
+    (run_dir / "log.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return RunResult(run_dir, metrics)
+
+
+def summarise(results: list[RunResult], multilabel: bool) -> dict:
+    """Mean and (population) std over seeds of every headline metric of every split."""
+    out: dict = {"seeds": [r.metrics["run"]["seed"] for r in results], "runs": [str(r.run_dir) for r in results],
+                 "mean": {}, "std": {}}
+    for s in SPLITS:
+        vals = [headline(r.metrics[s], multilabel) for r in results if s in r.metrics]
+        if not vals:
+            continue
+        out["mean"][s] = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
+        out["std"][s] = {k: float(np.std([v[k] for v in vals])) for k in vals[0]}
+    return out
+
+
+def train_experiment(config, run_dir: Path | None = None, seeds: list[int] | None = None,
+                     overrides: tuple[str, ...] | list[str] = (), progress: bool = True,
+                     log: Callable[[str], None] = print) -> tuple[Path, dict, list[RunResult]]:
+    """``mer train``: verify caches, load the features once, train every seed.
+
+    Returns (run folder, summary, per-seed results); the summary is written as
+    ``summary.json`` when there are several seeds.
+    """
+    modalities = model_modalities(config)
+    if modalities != resolve_modalities(config):
+        log(f"{config.train.model} trains on {modalities} only (of {resolve_modalities(config)})")
+    manifest, manifest_path = manifest_for(config, overrides)
+    device = resolve_device(config.train.device)
+    data = load_train_data(config, manifest, modalities, device=device,
+                           sequences=registry.entry(config.train.model).sequences, overrides=overrides, log=log)
+    seeds = list(seeds if seeds is not None else config.train.seeds) or [0]
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config, modalities)
+    results = []
+    for seed in seeds:
+        folder = run_dir if len(seeds) == 1 else run_dir / f"seed{seed}"
+        results.append(train_one(config, data, folder, seed, manifest_path, progress, log))
+    summary = summarise(results, data.multilabel)
+    if len(seeds) > 1:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _json_dump(summary, run_dir / "summary.json")
+    return run_dir, summary, results
+
+
+def format_table(summary: dict, multilabel: bool) -> str:
+    """Splits × headline metrics; mean ± std when there are several seeds."""
+    several = len(summary["seeds"]) > 1
+    rows = []
+    for s, means in summary["mean"].items():
+        cells = {k: (f"{v:.4f} ± {summary['std'][s][k]:.4f}" if several else f"{v:.4f}") for k, v in means.items()}
+        rows.append(pd.Series(cells, name=s))
+    if not rows:
+        return "(no labelled split)"
+    title = f"seeds {summary['seeds']}" if several else f"seed {summary['seeds'][0]}"
+    return f"{title}\n{pd.DataFrame(rows).to_string()}"
