@@ -58,3 +58,28 @@ def inference(device: torch.device, mode: AutocastMode = "none") -> Iterator[Non
     """``torch.inference_mode`` plus optional autocast: the context every encoder runs in."""
     with torch.inference_mode(), autocast(device, mode):
         yield
+
+
+def grad_scaler(device: torch.device, mode: AutocastMode = "none") -> "torch.amp.GradScaler":
+    """A GradScaler that scales only for fp16 autocast on CUDA (bf16 and fp32 need none).
+
+    A disabled scaler is a transparent pass-through (``scale(loss)`` returns ``loss``,
+    ``step(opt)`` calls ``opt.step()``), so the training loop has one code path.
+    """
+    enabled = mode == "fp16" and device.type == "cuda"
+    return torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu", enabled=enabled)
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The torch generators a training step draws from (CPU, and the CUDA device's): for checkpoints."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Restore what :func:`rng_state` returned (dropout then draws exactly as before the checkpoint)."""
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

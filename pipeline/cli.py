@@ -118,6 +118,10 @@ from mer.train.cli import COMMANDS as _TRAIN_COMMANDS  # noqa: E402
 for _command in _TRAIN_COMMANDS:
     cli.add_command(_command)
 
+from mer.train.finetune_cli import finetune_cmd as _finetune_cmd  # noqa: E402
+
+cli.add_command(_finetune_cmd)
+
 
 # `mer extract` and `mer cache`: the module registers its commands on `cli` (imported last,
 # because it imports config_option/load from here)

@@ -1,0 +1,791 @@
+"""``mer finetune``: train the top layers of one Hugging Face encoder end to end, resumably.
+
+Frozen features are the fast path; LMR-CL's published numbers came from fine-tuned
+encoders (KoELECTRA with a soft macro-F1 loss, the top two layers of the Korean XLS-R with
+weighted CE). This stage does that inside the tool, on the same manifests:
+
+1. the hf-text / hf-audio encoder of ``features.<modality>`` loads the model as extraction
+   does; the top ``finetune.unfreeze_top`` layers become trainable
+   (:mod:`mer.train.finetune_model` says exactly which modules, per architecture);
+2. the head is a ``mer train unimodal`` head over the standardised pooled output (statistics
+   fitted on the training split with the un-tuned encoder, or taken with the head from a
+   ``warm_start`` run);
+3. AdamW with separate encoder/head learning rates, warm-up + linear/cosine decay,
+   gradient accumulation, gradient clipping, CUDA autocast (GradScaler for fp16) and
+   gradient checkpointing on request; batches are length buckets (tokens or seconds),
+   shuffled at the batch level each epoch by a seeded generator;
+4. after every epoch the VALIDATION split is scored; the best epoch by
+   ``finetune.select_metric`` is kept, ``patience`` epochs without gain stop the run;
+5. ``<run>/checkpoint.pt`` is written atomically every ``checkpoint_every`` optimizer steps
+   and after every epoch; it holds everything a step depends on (trainable weights,
+   optimizer, scheduler, scaler, the torch/numpy/python RNGs and the batch-order
+   generator, the epoch, the position inside it and that epoch's batch order, the running
+   loss sums, the best state and the history), so killing the run and re-running the same
+   command continues from it and ends in the same state as an uninterrupted run
+   (bitwise on CPU);
+6. outputs: the best encoder via ``save_pretrained`` (+ tokenizer / feature extractor) in
+   ``<run>/encoder/``, a folder ``mer extract`` accepts as ``features.<modality>.model``,
+   and the files of a ``mer train`` run (config.yaml, metrics.json, predictions.csv,
+   history.csv, confusion.png, curves.png, model.pt, log.txt), so ``mer evaluate RUN_DIR``
+   works on it (re-running the fine-tuned encoder on raw inputs).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from mer import __version__
+from mer.features.base import stable_hash
+from mer.features.device import grad_scaler, resolve_device, rng_state, set_rng_state
+from mer.features.registry import build_encoder
+from mer.pipeline.config_schema import to_dict
+from mer.train.criterion import Criterion
+from mer.train.data import fit_stats
+from mer.train.errors import DataError, TrainingError
+from mer.train.finetune_data import (
+    Feeder,
+    FinetuneData,
+    batch_policy,
+    encoder_options_for,
+    hf_parts,
+    load_finetune_data,
+    make_row_batches,
+    pick_modality,
+)
+from mer.train.finetune_model import FinetuneModel, enable_gradient_checkpointing, make_split
+from mer.train.losses.soft_f1 import soft_macro_f1_loss
+from mer.train.metrics import MetricWarning, compute_metrics, headline
+from mer.train.models.common import InputSpec
+from mer.train.models.unimodal import Unimodal
+from mer.train.plots import plot_confusion, plot_curves, plot_multilabel_confusion
+from mer.train.trainer import deterministic, seed_everything
+
+CHECKPOINT_FORMAT = 1
+SPLITS = ("train", "val", "test")
+#: finetune options that may change between a run and its resumption (they do not change results)
+RESUME_FREE = ("device", "io_threads")
+#: the train options a fine-tuning run depends on (classes, splits, head)
+TRAIN_KEYS = ("target", "split_column", "val_fraction", "split_seed", "classes", "multilabel", "hidden", "dropout")
+
+
+class Interrupted(RuntimeError):
+    """Raised by a test hook to simulate a kill between two optimizer steps."""
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def run_fingerprint(config, manifest_fingerprint: str, base_key: str) -> str:
+    """What a run's results depend on: the finetune options (minus device/threads), the train options
+    that fix classes, splits and head, the manifest's content and the base encoder's key (options +
+    weights). Other edits to the config (e.g. ``train.epochs`` for the later ``mer train``) leave it
+    unchanged, so the same ``mer finetune`` command still finds its run."""
+    data = config.to_dict()
+    finetune = {k: v for k, v in data["finetune"].items() if k not in RESUME_FREE}
+    train = {k: data["train"][k] for k in TRAIN_KEYS}
+    return stable_hash({"finetune": finetune, "train": train, "manifest": manifest_fingerprint, "base": base_key}, 16)
+
+
+def default_run_dir(config, modality: str, fingerprint: str) -> Path:
+    """``<output>/<corpus>/finetune-<modality>-<fingerprint>``: the same command finds its own run again."""
+    return Path(config.output) / config.corpus / f"finetune-{modality}-{fingerprint[:10]}"
+
+
+def load_encoder(options, device: torch.device):
+    """The hf encoder (loaded on ``device``), or a TrainingError naming the model."""
+    encoder = build_encoder(options)
+    try:
+        encoder.load(device)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot load {options.encoder} model {options.model!r}: {exc}") from None
+    return encoder
+
+
+def build_model(encoder, modality: str, finetune, head_kwargs: dict) -> FinetuneModel:
+    model, _ = hf_parts(encoder)
+    pooling = getattr(encoder.options, "pooling", "mean")
+    try:
+        split = make_split(model, finetune.unfreeze_top, pooling)
+    except ValueError as exc:
+        raise TrainingError(f"{encoder.options.model}: {exc}") from None
+    head = Unimodal(**head_kwargs)
+    dim = int(model.config.hidden_size)
+    return FinetuneModel(model, split, head, modality, dim, finetune.autocast)
+
+
+def head_kwargs_for(config, modality: str, dim: int, num_classes: int) -> dict:
+    spec = InputSpec(modality, dim, 0, config.features[modality].encoder)
+    kwargs = Unimodal.from_config(config.train, [spec], num_classes)
+    kwargs["layer"] = "last"
+    return kwargs
+
+
+def read_warm_start(path: str | Path, modality: str, base_key: str, head_kwargs: dict, classes: list[str],
+                    multilabel: bool) -> tuple[dict, dict]:
+    """(head state_dict, stats) of a ``mer train`` unimodal run, after checking it fits this head."""
+    run = Path(path)
+    file = run / "model.pt"
+    if not file.is_file():
+        raise DataError(f"finetune.warm_start: {file} not found (expected a run folder written by mer train)")
+    ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    where = f"finetune.warm_start {run}"
+    if ckpt.get("kind") == "finetune" or ckpt.get("model") != "unimodal":
+        raise DataError(f"{where}: is a {ckpt.get('kind') or ckpt.get('model')!r} run; warm start needs a "
+                        "'mer train' run with train.model=unimodal")
+    (name,) = ckpt["modalities"]
+    if ckpt["cache_keys"][name] != base_key:
+        raise DataError(f"{where}: its head was trained on features with encoder key {ckpt['cache_keys'][name]}, "
+                        f"but features.{modality} gives {base_key}; train the head on this encoder's cache")
+    theirs, ours = ckpt["init_kwargs"], head_kwargs
+    spec = theirs["inputs"][0]
+    if spec["dim"] != ours["inputs"][0]["dim"] or spec.get("layers", 0) != 0:
+        raise DataError(f"{where}: head input is {spec['dim']}-d with {spec.get('layers', 0)} layers; "
+                        f"fine-tuning feeds one {ours['inputs'][0]['dim']}-d pooled vector")
+    if theirs["hidden"] != ours["hidden"]:
+        raise DataError(f"{where}: head hidden size {theirs['hidden']} != train.hidden {ours['hidden']} "
+                        f"(--set train.hidden={theirs['hidden']})")
+    if list(ckpt["classes"]) != list(classes) or bool(ckpt["multilabel"]) != multilabel:
+        raise DataError(f"{where}: classes {list(ckpt['classes'])} differ from this corpus's {list(classes)}")
+    return ckpt["state_dict"], ckpt["stats"][name]
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+@torch.no_grad()
+def predict(model: FinetuneModel, feeder: Feeder, batches: list[np.ndarray], multilabel: bool,
+            progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, probabilities (n, C), predictions, present) over ``batches``, in eval mode."""
+    was = model.training
+    model.train(False)
+    criterion = Criterion(multilabel)
+    rows, probs, preds, present = [], [], [], []
+    for batch_rows, prepared in tqdm(feeder.iterate(batches), total=len(batches), desc=desc, unit="batch",
+                                     disable=not progress, leave=False):
+        pooled, pres = feeder.pooled(model, prepared)
+        logits = model.classify(pooled, pres)
+        rows.append(batch_rows)
+        probs.append(criterion.probabilities(logits).cpu().numpy())
+        preds.append(criterion.predict(logits).cpu().numpy())
+        present.append(pres.cpu().numpy())
+    model.train(was)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
+    return np.concatenate(rows), np.concatenate(probs), np.concatenate(preds), np.concatenate(present)
+
+
+def score(model: FinetuneModel, feeder: Feeder, data: FinetuneData, split: str, policy, quiet: bool = True,
+          progress: bool = False) -> dict:
+    """Metrics of the labelled rows of ``split`` (batched as every prediction of this split is)."""
+    import warnings
+
+    batches = make_row_batches(data, data.split_rows(split), policy)
+    rows, _, pred, _ = predict(model, feeder, batches, data.multilabel, progress, f"score {split}")
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", MetricWarning)
+        return compute_metrics(data.y[rows], pred, data.classes, data.multilabel, split)
+
+
+# --------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(model: FinetuneModel, ft) -> torch.optim.Optimizer:
+    """AdamW, two learning rates; no weight decay on biases and norm weights (1-D tensors)."""
+    groups = []
+    for name, params, lr in (("encoder", [p for _, p in model.encoder_parameters()], ft.lr_encoder),
+                             ("head", list(model.head.parameters()), ft.lr_head)):
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups.append({"params": decay, "lr": lr, "weight_decay": ft.weight_decay, "name": f"{name}"})
+        groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{name}_no_decay"})
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=ft.lr_head)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base lr at optimizer step ``step``: linear warm-up, then none/linear/cosine decay."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "none":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LrSchedule:
+    """Picklable-free schedule: LambdaLR's state holds only numbers (the lambda is rebuilt)."""
+
+    def __init__(self, total: int, warmup: int, schedule: str):
+        self.total, self.warmup, self.schedule = total, warmup, schedule
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, self.total, self.warmup, self.schedule)
+
+
+def make_loss(ft, data: FinetuneData, device: torch.device) -> Callable[[Tensor, Tensor], tuple[Tensor, str]]:
+    """The training objective: weighted CE (Criterion, inverse class weights) or soft macro-F1."""
+    train_rows = data.split_rows("train")
+    if len(train_rows) == 0:
+        raise TrainingError("the training split has no labelled sample")
+    criterion = Criterion.from_training(data.y[train_rows], data.num_classes, data.multilabel, "inverse", device,
+                                        data.classes)
+    if ft.loss == "weighted_ce":
+        return lambda logits, y: (criterion(logits, y), "ce")
+    return lambda logits, y: (soft_macro_f1_loss(criterion.probabilities(logits), y), "soft_f1")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _json_dump(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def host_rng_state() -> dict:
+    """numpy and python RNG states as plain numbers (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"numpy": [kind, torch.as_tensor(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": list(random.getstate()[1]) + [random.getstate()[0]]}
+
+
+def set_host_rng_state(state: dict) -> None:
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    *internal, version = state["python"]
+    random.setstate((version, tuple(internal), None))
+
+
+@dataclass
+class Progress:
+    """Where the loop is and what it has seen: everything besides weights a checkpoint holds."""
+
+    epoch: int = 1
+    #: next batch (position in ``order``) of ``epoch``
+    batch: int = 0
+    step: int = 0
+    order: list[int] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=dict)
+    batches_done: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = float("nan")
+    best_state: dict[str, Tensor] = field(default_factory=dict)
+    waited: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def checkpoint_payload(model: FinetuneModel, optimizer, scheduler, scaler, generator: torch.Generator,
+                       progress: Progress, fingerprint: str, device: torch.device) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": "finetune-checkpoint",
+        "fingerprint": fingerprint,
+        "trainable": model.trainable_state(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": {"torch": rng_state(device), "host": host_rng_state(), "order": generator.get_state()},
+        "progress": {k: copy.deepcopy(v) for k, v in progress.__dict__.items()},
+    }
+
+
+def restore_checkpoint(ckpt: dict, model: FinetuneModel, optimizer, scheduler, scaler, generator: torch.Generator,
+                       device: torch.device) -> Progress:
+    model.load_trainable_state(ckpt["trainable"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt["scaler"]:
+        scaler.load_state_dict(ckpt["scaler"])
+    generator.set_state(ckpt["rng"]["order"])
+    set_host_rng_state(ckpt["rng"]["host"])
+    set_rng_state(ckpt["rng"]["torch"], device)
+    return Progress(**ckpt["progress"])
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    metrics: dict
+    history: list[dict]
+    encoder_dir: Path
+    next_commands: list[str]
+    #: wall seconds of each epoch run in THIS process (training + validation scoring)
+    epoch_seconds: list[float] = field(default_factory=list)
+    resumed_from_step: int = 0
+    already_complete: bool = False
+
+
+def next_commands(config, modality: str, encoder_dir: Path, overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """The commands that use the fine-tuned encoder: re-extract (new cache key), then train."""
+    sets = "".join(f" --set {o}" for o in overrides)
+    model_set = f" --set features.{modality}.model={encoder_dir}"
+    src = config.source or "<config.yaml>"
+    return [f"mer extract -c {src}{sets}{model_set} --modality {modality}",
+            f"mer train -c {src}{sets}{model_set}"]
+
+
+def predictions_table(data: FinetuneData, per_split: dict[str, tuple], modality: str) -> pd.DataFrame:
+    """One row per manifest row (id order): id, split, label, prediction, missing, prob_<class>."""
+    n, c = len(data), data.num_classes
+    probs = np.zeros((n, c), np.float32)
+    pred = np.zeros((n, c) if data.multilabel else n, np.int64)
+    present = np.zeros(n, bool)
+    for rows, p, d, pres in per_split.values():
+        if len(rows):
+            probs[rows], pred[rows], present[rows] = p, d, pres
+    if data.multilabel:
+        label = [";".join(k for k, v in zip(data.classes, data.y[i]) if v > 0) if data.labeled[i] else "" for i in range(n)]
+        prediction = [";".join(k for k, v in zip(data.classes, p) if v) for p in pred]
+    else:
+        label = [data.classes[v] if v >= 0 else "" for v in data.y]
+        prediction = [data.classes[p] for p in pred]
+    table = pd.DataFrame({"id": data.ids, "split": data.split, "label": label, "prediction": prediction,
+                          "missing": ["" if p else modality for p in present]})
+    for k, name in enumerate(data.classes):
+        table[f"prob_{name}"] = probs[:, k]
+    return table
+
+
+def predict_all(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy, progress: bool) -> dict[str, tuple]:
+    """Predictions of every row, batched per split (train/val/test/other) exactly as scoring batches them."""
+    out = {}
+    for split in SPLITS:
+        rows = data.split_rows(split, labeled_only=True)
+        out[split] = predict(model, feeder, make_row_batches(data, rows, policy), data.multilabel, progress, f"predict {split}")
+    rest = np.setdiff1d(np.arange(len(data)), np.concatenate([data.split_rows(s) for s in SPLITS]))
+    out["other"] = predict(model, feeder, make_row_batches(data, rest, policy), data.multilabel, progress, "predict other")
+    return out
+
+
+def plot_outputs(metrics: dict, data: FinetuneData, per_split: dict[str, tuple], history: list[dict], ft, run_dir: Path,
+                 modality: str, best_epoch: int) -> None:
+    split = next((s for s in ("test", "val", "train") if metrics.get(s, {}).get("n")), None)
+    if split is not None:
+        title = f"finetune {modality}: {split}"
+        if not data.multilabel:
+            plot_confusion(np.array(metrics[split]["confusion"]), data.classes, run_dir / "confusion.png", title)
+        else:
+            rows, _, pred, _ = per_split[split]
+            y = data.y[rows].astype(int)
+            per = {name: np.array([[((y[:, c] == 0) & (pred[:, c] == 0)).sum(), ((y[:, c] == 0) & (pred[:, c] == 1)).sum()],
+                                   [((y[:, c] == 1) & (pred[:, c] == 0)).sum(), ((y[:, c] == 1) & (pred[:, c] == 1)).sum()]])
+                   for c, name in enumerate(data.classes)}
+            plot_multilabel_confusion(per, run_dir / "confusion.png", title)
+    if history:
+        plot_curves(history, ft.select_metric, run_dir / "curves.png", best_epoch)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def finetune(config, run_dir: str | Path | None = None, *, modality: str = "", overrides: tuple[str, ...] | list[str] = (),
+             progress: bool = True, log: Callable[[str], None] = print,
+             on_step: Callable[[int], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``features.<modality>``'s encoder (see the module docstring); resumes a killed run.
+
+    Args:
+        config: the ExperimentConfig (``finetune``, ``features``, ``train`` for classes/splits/head).
+        run_dir: the run folder; default ``<output>/<corpus>/finetune-<modality>-<fingerprint>``.
+        modality: overrides ``finetune.modality``.
+        overrides: the ``--set`` strings, only to print the exact next commands.
+        on_step: called with the global optimizer step after each step (and its checkpoint);
+            tests raise :class:`Interrupted` from it to simulate a kill.
+    """
+    from mer.pipeline.corpus import prepare_manifest
+
+    config = copy.deepcopy(config)
+    modality = pick_modality(config, modality)
+    config.finetune.modality = modality
+    ft = config.finetune
+    if config.train.multilabel and ft.select_metric not in ("macro_f1", "weighted_f1", "accuracy", "wa"):
+        raise TrainingError(f"finetune.select_metric {ft.select_metric!r} is not defined for multi-label tasks")
+    if not config.train.multilabel and ft.select_metric == "wa":
+        raise TrainingError("finetune.select_metric 'wa' is the multi-label weighted accuracy; use accuracy")
+    device = resolve_device(ft.device)
+    adapter, manifest_path = prepare_manifest(config)
+    manifest = adapter.manifest
+    options = config.features[modality]
+    base_key = build_encoder(options).key()
+    fingerprint = run_fingerprint(config, manifest.fingerprint, base_key)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config, modality, fingerprint)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    encoder_dir = run_dir / "encoder"
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        log(line)
+
+    done = _completed(run_dir, fingerprint)
+    if done is not None:
+        say(f"{run_dir}: fine-tuning already complete (model.pt, encoder/); nothing to do")
+        cmds = next_commands(config, modality, encoder_dir, overrides)
+        for c in cmds:
+            say(f"  {c}")
+        return FinetuneResult(run_dir, done, [], encoder_dir, cmds, already_complete=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = None
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("fingerprint") != fingerprint:
+            raise TrainingError(f"{ckpt_path}: a checkpoint of a different run (config, manifest or base model "
+                                "changed); use another --run-dir or delete the checkpoint")
+
+    seed_everything(ft.seed)
+    encoder = load_encoder(options, device)
+    data = load_finetune_data(config, manifest, encoder, log=say)
+    if len(data.split_rows("val")) == 0:
+        raise TrainingError("the validation split has no labelled sample: model selection needs one "
+                            "(add 'val' rows or let mer carve them: leave 'val' out of the manifest)")
+    hf_model, _ = hf_parts(encoder)
+    dim = int(hf_model.config.hidden_size)
+    head_kwargs = head_kwargs_for(config, modality, dim, data.num_classes)
+    model = build_model(encoder, modality, ft, head_kwargs).to(device)
+    model.head.init_kwargs = head_kwargs
+    if ft.gradient_checkpointing:
+        enable_gradient_checkpointing(hf_model)
+    feeder = Feeder(encoder, data, device, ft.io_threads)
+    sr = getattr(encoder, "sampling_rate", None) if encoder.family == "hf-audio" else None
+    policy = batch_policy(encoder, ft, sr)
+    train_batches = make_row_batches(data, data.split_rows("train"), policy)
+    steps_per_epoch = math.ceil(len(train_batches) / ft.grad_accum)
+    total_steps = ft.epochs * steps_per_epoch
+    optimizer = make_optimizer(model, ft)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrSchedule(total_steps, int(ft.warmup * total_steps), ft.schedule))
+    scaler = grad_scaler(device, ft.autocast)
+    generator = torch.Generator().manual_seed(ft.seed)
+    loss_fn = make_loss(ft, data, device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_enc = sum(p.numel() for _, p in model.encoder_parameters())
+    n_head = sum(p.numel() for p in model.head.parameters())
+    config.dump(run_dir / "config.yaml")
+
+    if ckpt is not None:
+        state = restore_checkpoint(ckpt, model, optimizer, scheduler, scaler, generator, device)
+        feeder.failures.update(state.failures)
+        say(f"resuming {run_dir} from optimizer step {state.step} (epoch {state.epoch}, batch {state.batch} of "
+            f"{len(train_batches)})")
+        resumed_from = state.step
+    else:
+        state = Progress()
+        resumed_from = 0
+        _init_head(model, feeder, data, policy, ft, base_key, head_kwargs, modality, progress, say)
+    say(f"finetune {options.encoder} {options.model} on {modality}: top {ft.unfreeze_top} layer(s) "
+        f"({', '.join(model.split.trainable_modules()) or 'none'}) + head; {n_enc:,} encoder + {n_head:,} head "
+        f"trainable parameters; loss {ft.loss}; {len(train_batches)} batches/epoch, {steps_per_epoch} steps/epoch; "
+        f"device {device} -> {run_dir}")
+
+    epoch_seconds: list[float] = []
+    if not state.finished:
+        with deterministic():
+            _train_loop(model, feeder, data, policy, train_batches, optimizer, scheduler, scaler, generator, loss_fn,
+                        trainable, state, ft, fingerprint, ckpt_path, device, epoch_seconds, progress, say, on_step)
+    state.failures = dict(feeder.failures)
+    if state.best_state:
+        model.load_trainable_state(state.best_state)
+    say(f"best epoch {state.best_epoch}: val {ft.select_metric} = {state.best_score:.4f}")
+    metrics = _write_outputs(config, model, encoder, feeder, data, policy, state, run_dir, encoder_dir, manifest_path,
+                             fingerprint, base_key, head_kwargs, progress, say)
+    cmds = next_commands(config, modality, encoder_dir, overrides)
+    say("next: re-extract with the fine-tuned encoder (a new cache key), then train on it:")
+    for c in cmds:
+        say(f"  {c}")
+    (run_dir / "log.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ckpt_path.unlink(missing_ok=True)
+    return FinetuneResult(run_dir, metrics, state.history, encoder_dir, cmds, epoch_seconds, resumed_from)
+
+
+def _completed(run_dir: Path, fingerprint: str) -> dict | None:
+    """metrics.json of a finished run with this fingerprint; None if unfinished; error if another run."""
+    file = run_dir / "model.pt"
+    if not file.is_file() or (run_dir / "checkpoint.pt").is_file():
+        return None
+    ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    if ckpt.get("kind") != "finetune" or ckpt.get("fingerprint") != fingerprint:
+        raise TrainingError(f"{run_dir} already holds another run (model.pt of {ckpt.get('kind') or ckpt.get('model')!r}, "
+                            "different config or data); choose another --run-dir")
+    metrics = run_dir / "metrics.json"
+    return json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else {}
+
+
+def _init_head(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy, ft, base_key: str, head_kwargs: dict,
+               modality: str, progress: bool, say) -> None:
+    """Warm start (head + statistics of a mer train run), or statistics of the un-tuned encoder's train split."""
+    if ft.warm_start:
+        state, stats = read_warm_start(ft.warm_start, modality, base_key, head_kwargs, data.classes, data.multilabel)
+        model.head.load_state_dict(state)
+        with torch.no_grad():
+            model.mean.copy_(torch.as_tensor(stats["mean"]))
+            model.std.copy_(torch.as_tensor(stats["std"]))
+        say(f"warm start: head and standardisation statistics from {ft.warm_start}")
+        return
+    rows = data.split_rows("train", labeled_only=False)
+    batches = make_row_batches(data, rows, policy)
+    pooled, present = [], []
+    model.train(False)
+    with torch.no_grad():
+        for _, prepared in tqdm(feeder.iterate(batches), total=len(batches), desc="standardisation statistics",
+                                unit="batch", disable=not progress, leave=False):
+            x, pres = feeder.pooled(model, prepared)
+            pooled.append(x.cpu().numpy())
+            present.append(pres.cpu().numpy())
+    x = np.concatenate(pooled) if pooled else np.zeros((0, model.mean.shape[0]), np.float32)
+    keep = np.concatenate(present) if present else np.zeros(0, bool)
+    if not keep.any():
+        raise DataError(f"modality {modality!r}: no training sample has a usable input; cannot standardise")
+    stats = fit_stats(x, np.flatnonzero(keep))
+    with torch.no_grad():
+        model.mean.copy_(torch.as_tensor(stats["mean"]))
+        model.std.copy_(torch.as_tensor(stats["std"]))
+    say(f"standardisation statistics from {int(keep.sum())} training samples (un-tuned encoder)")
+
+
+def _train_loop(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy, train_batches: list[np.ndarray],
+                optimizer, scheduler, scaler, generator: torch.Generator, loss_fn, trainable: list[nn.Parameter],
+                state: Progress, ft, fingerprint: str, ckpt_path: Path, device: torch.device,
+                epoch_seconds: list[float], progress: bool, say, on_step) -> None:
+    n = len(train_batches)
+
+    def save(position_epoch: int, position_batch: int) -> None:
+        state.epoch, state.batch = position_epoch, position_batch
+        state.failures = dict(feeder.failures)
+        _atomic_save(checkpoint_payload(model, optimizer, scheduler, scaler, generator, state, fingerprint, device),
+                     ckpt_path)
+
+    while state.epoch <= ft.epochs:
+        epoch = state.epoch
+        started = time.perf_counter()
+        if state.batch == 0:
+            state.order = torch.randperm(n, generator=generator).tolist()
+            state.sums, state.batches_done = {}, 0
+        model.train(True)
+        optimizer.zero_grad(set_to_none=True)
+        todo = [train_batches[state.order[b]] for b in range(state.batch, n)]
+        bar = tqdm(feeder.iterate(todo), total=len(todo), desc=f"finetune epoch {epoch}/{ft.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for b, (rows, prepared) in enumerate(bar, start=state.batch):
+            group_start = (b // ft.grad_accum) * ft.grad_accum
+            group_size = min(ft.grad_accum, n - group_start)
+            pooled, present = feeder.pooled(model, prepared)
+            logits = model.classify(pooled, present)
+            loss, name = loss_fn(logits, data.targets(rows, device))
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss at epoch {epoch}, batch {b}: {float(loss)} "
+                                    f"(lr_encoder {ft.lr_encoder}, lr_head {ft.lr_head}); lower the learning rates")
+            scaler.scale(loss / group_size).backward()
+            value = float(loss.detach())
+            state.sums["loss"] = state.sums.get("loss", 0.0) + value
+            state.sums[f"loss_{name}"] = state.sums.get(f"loss_{name}", 0.0) + value
+            state.batches_done += 1
+            if b + 1 == group_start + group_size:
+                if ft.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(trainable, ft.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                state.step += 1
+                bar.set_postfix(loss=f"{value:.4f}")
+                if ft.checkpoint_every and state.step % ft.checkpoint_every == 0 and b + 1 < n:
+                    save(epoch, b + 1)
+                if on_step is not None:
+                    on_step(state.step)
+        bar.close()
+        row: dict[str, float] = {"epoch": epoch}
+        for group in optimizer.param_groups:
+            row.setdefault(f"lr_{group['name'].removesuffix('_no_decay')}", group["lr"])
+        row.update({k: v / max(state.batches_done, 1) for k, v in state.sums.items()})
+        val = score(model, feeder, data, "val", policy)
+        row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
+        state.history.append(row)
+        value = val[ft.select_metric]
+        if state.best_epoch == 0 or (math.isfinite(value) and value > state.best_score):
+            state.best_epoch, state.best_score, state.waited = epoch, value, 0
+            state.best_state = model.trainable_state()
+        else:
+            state.waited += 1
+        seconds = time.perf_counter() - started
+        epoch_seconds.append(seconds)
+        say(f"epoch {epoch}: loss {row['loss']:.4f}, val {ft.select_metric} {value:.4f} ({seconds:.1f} s)")
+        if state.waited >= ft.patience:
+            state.stopped_early = True
+            say(f"early stop at epoch {epoch}: no {ft.select_metric} gain for {ft.patience} epochs")
+        last = state.stopped_early or epoch == ft.epochs
+        state.finished = last
+        save(epoch + 1, 0)
+        if last:
+            break
+
+
+def _write_outputs(config, model: FinetuneModel, encoder, feeder: Feeder, data: FinetuneData, policy, state: Progress,
+                   run_dir: Path, encoder_dir: Path, manifest_path: Path, fingerprint: str, base_key: str,
+                   head_kwargs: dict, progress: bool, say) -> dict:
+    """encoder/ (save_pretrained), metrics.json, predictions.csv, history.csv, plots, model.pt."""
+    ft = config.finetune
+    modality = ft.modality
+    hf_model, pre = hf_parts(encoder)
+    tmp = encoder_dir.with_name(encoder_dir.name + ".tmp")
+    hf_model.save_pretrained(tmp)
+    pre.save_pretrained(tmp)
+    if encoder_dir.exists():
+        import shutil
+
+        shutil.rmtree(encoder_dir)
+    os.replace(tmp, encoder_dir)
+    tuned_options = encoder_options_for(config.features[modality], str(encoder_dir))
+    tuned_key = build_encoder(tuned_options).key()
+
+    per_split = predict_all(model, feeder, data, policy, progress)
+    import warnings
+
+    metrics: dict = {}
+    for s in SPLITS:
+        rows, _, pred, _ = per_split[s]
+        if len(rows):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MetricWarning)
+                metrics[s] = compute_metrics(data.y[rows], pred, data.classes, data.multilabel, s)
+    failures = dict(feeder.failures)
+    metrics["run"] = {
+        "kind": "finetune", "model": "unimodal", "modalities": [modality], "seed": ft.seed,
+        "best_epoch": state.best_epoch, "epochs_run": len(state.history), "stopped_early": state.stopped_early,
+        "select_metric": ft.select_metric, "best_val": state.best_score, "loss": ft.loss,
+        "unfreeze_top": ft.unfreeze_top, "trainable_modules": list(model.split.trainable_modules()),
+        "base_model": config.features[modality].model, "base_key": base_key,
+        "encoder_dir": str(encoder_dir), "cache_keys": {modality: tuned_key},
+        "val_carved": data.val_carved, "val_groups": list(data.val_groups),
+        "samples": {s: int(((data.split == s) & data.labeled).sum()) for s in SPLITS},
+        "missing": {modality: int(len(data) - sum(int(p[3].sum()) for p in per_split.values()))},
+        "failures": failures,
+        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
+        "notes": list(data.notes),
+    }
+    _json_dump(metrics, run_dir / "metrics.json")
+    predictions_table(data, per_split, modality).to_csv(run_dir / "predictions.csv", index=False)
+    pd.DataFrame(state.history).to_csv(run_dir / "history.csv", index=False)
+    plot_outputs(metrics, data, per_split, state.history, ft, run_dir, modality, state.best_epoch)
+    _atomic_save(model_checkpoint(config, model, data, state, manifest_path, fingerprint, base_key, tuned_key,
+                                  head_kwargs), run_dir / "model.pt")
+    for s in SPLITS:
+        if s in metrics:
+            line = ", ".join(f"{k} {v:.4f}" for k, v in headline(metrics[s], data.multilabel).items())
+            say(f"{s}: {line}")
+    if failures:
+        say(f"{len(failures)} sample(s) could not be prepared and count as missing (metrics.json run.failures)")
+    return metrics
+
+
+def model_checkpoint(config, model: FinetuneModel, data: FinetuneData, state: Progress, manifest_path: Path,
+                     fingerprint: str, base_key: str, tuned_key: str, head_kwargs: dict) -> dict:
+    """model.pt of a fine-tuning run: the head (as mer train stores it) + where the encoder is."""
+    ft = config.finetune
+    m = ft.modality
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": "finetune",
+        "mer_version": __version__,
+        "model": "unimodal",
+        "model_class": "mer.train.models.unimodal:Unimodal",
+        "init_kwargs": copy.deepcopy(head_kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
+        "classes": list(data.classes),
+        "multilabel": data.multilabel,
+        "modality": m,
+        "modalities": [m],
+        "encoder": {"dir": "encoder", "options": to_dict(config.features[m]), "base_key": base_key,
+                    "tuned_key": tuned_key, "unfreeze_top": ft.unfreeze_top},
+        "cache_keys": {m: tuned_key},
+        "families": {m: config.features[m].encoder},
+        "stats": {m: {"mean": model.mean.detach().cpu(), "std": model.std.detach().cpu()}},
+        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
+        "splits": {"column": config.train.split_column, "val_carved": data.val_carved,
+                   "val_groups": list(data.val_groups), "split_seed": config.train.split_seed,
+                   "val_fraction": config.train.val_fraction},
+        "seed": ft.seed,
+        "best_epoch": state.best_epoch,
+        "fingerprint": fingerprint,
+        "config": config.to_dict(),
+    }
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_finetune_run(run_dir: str | Path, ckpt: dict, split: str = "test", manifest_path: str | Path | None = None,
+                          device: str | None = None, log=None) -> dict:
+    """``mer evaluate`` on a fine-tuning run: re-run ``<run>/encoder`` + the head on raw inputs.
+
+    On the run's own manifest and device this reproduces metrics.json exactly: the same
+    weights, the same per-split length buckets, eval mode.
+    """
+    from mer.pipeline.config import load_config
+    from mer.pipeline.manifest import Manifest
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    ft = config.finetune
+    m = ckpt["modality"]
+    dev = resolve_device(device or ft.device)
+    own = manifest_path is None
+    path = Path(ckpt["manifest"]["path"] if own else manifest_path)
+    manifest = Manifest.load(path)
+    if own and manifest.fingerprint != ckpt["manifest"]["fingerprint"]:
+        raise DataError(f"{path}: the manifest changed since this run was trained (fingerprint {manifest.fingerprint}, "
+                        f"the run used {ckpt['manifest']['fingerprint']}); its metrics cannot be reproduced")
+    encoder_dir = run_dir / ckpt["encoder"]["dir"]
+    if not encoder_dir.is_dir():
+        raise DataError(f"{encoder_dir}: the fine-tuned encoder folder is missing")
+    encoder = load_encoder(encoder_options_for(config.features[m], str(encoder_dir)), dev)
+    data = load_finetune_data(config, manifest, encoder, classes=list(ckpt["classes"]), carve_val=own, log=log)
+    if own and data.val_groups != list(ckpt["splits"]["val_groups"]):
+        raise DataError(f"{run_dir}: the carved validation split differs from training "
+                        f"({data.val_groups} vs {ckpt['splits']['val_groups']})")
+    model = build_model(encoder, m, ft, ckpt["init_kwargs"]).to(dev)
+    model.head.load_state_dict(ckpt["state_dict"])
+    with torch.no_grad():
+        model.mean.copy_(ckpt["stats"][m]["mean"])
+        model.std.copy_(ckpt["stats"][m]["std"])
+    rows = data.split_rows(split)
+    if len(rows) == 0:
+        raise DataError(f"{data.manifest_source}: split {split!r} has no labelled sample"
+                        + (" (try --split all)" if manifest_path else ""))
+    feeder = Feeder(encoder, data, dev, ft.io_threads)
+    sr = getattr(encoder, "sampling_rate", None) if encoder.family == "hf-audio" else None
+    policy = batch_policy(encoder, ft, sr)
+    got, _, pred, _ = predict(model, feeder, make_row_batches(data, rows, policy), data.multilabel)
+    return compute_metrics(data.y[got], pred, data.classes, data.multilabel, split)
+
+
+__all__ = ["FinetuneResult", "Interrupted", "evaluate_finetune_run", "finetune", "soft_macro_f1_loss"]
