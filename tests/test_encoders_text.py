@@ -26,13 +26,15 @@ TEXTS = ["the cat sat on the mat", "i am so happy today", "why", "this movie was
 
 
 def build_bert(folder: Path, seed: int = 0) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     letters = "abcdefghijklmnopqrstuvwxyz"
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!", "?"] + WORDS + list(letters) + ["##" + c for c in letters]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    # transformers 5: BertTokenizer(vocab=...) builds the real WordPiece vocabulary (vocab_file= is ignored)
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    assert tokenizer.convert_tokens_to_ids(WORDS[0]) != tokenizer.unk_token_id
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=37, max_position_embeddings=64)
