@@ -41,6 +41,11 @@ class SampleError(Exception):
         self.message = message
 
 
+class EncoderUnavailable(RuntimeError):
+    """This encoder cannot run here: its features are made by another command (e.g. the ``csd``
+    family, written by ``mer import-csd``). Stops the run; the message says what to run instead."""
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """One array an encoder produces per sample.

@@ -16,6 +16,7 @@ FAMILIES: dict[str, str] = {
     "logmel": "logmel",
     "egemaps": "egemaps",
     "landmarks": "landmarks",
+    "csd": "csd_seq",
 }
 
 

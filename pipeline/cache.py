@@ -98,6 +98,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _crash_point(f"write-{path.name}")  # e.g. write-spec.json, write-failures.jsonl
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -229,6 +230,7 @@ def publish_shard(tmp_h5: Path, final_h5: Path, ids: list[str], failures: list[d
     _crash_point("shard-replaced")
     sidecar = sidecar_for(final_h5, ids, digest, size, failures, **extra)
     write_json(final_h5.with_suffix(".json"), sidecar)
+    _crash_point("shard-published")  # complete; the next shard has not started
     return sidecar
 
 
@@ -237,7 +239,14 @@ _CRASH_COUNTS: dict[str, int] = {}
 
 def _crash_point(name: str) -> None:
     """Crash tests only: ``MER_CRASH_AT=<name>[:k]`` SIGKILLs this process the k-th time (default
-    1st) it reaches ``name``, to prove that a crash at that exact moment is recovered from."""
+    1st) it reaches ``name``, to prove that a crash at that exact moment is recovered from.
+
+    Points: ``shard-tmp-written`` (a shard's .h5 is written and fsynced under its tmp name, not
+    yet renamed), ``shard-replaced`` (renamed into place, no sidecar yet), ``shard-published``
+    (sidecar written: between two shards), and ``write-<file name>`` inside every
+    :func:`write_atomic` after the tmp file is fsynced and before its rename (``write-spec.json``,
+    ``write-failures.jsonl``, ``write-plan.json``, ``write-shard-00000.json``).
+    """
     spec = os.environ.get("MER_CRASH_AT")
     if not spec:
         return

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import click
 
+from mer.features.base import EncoderUnavailable
 from mer.pipeline.cache import CacheError, describe_dir, encoder_dir, encoder_dirs, remove_encoder_dir, scan
 from mer.pipeline.cache_lock import LOCK_NAME, CacheLocked, DirLock
 from mer.pipeline.cli import cli, config_option, load
@@ -104,7 +105,7 @@ def extract_cmd(config_path: str, overrides: tuple[str, ...], modalities: tuple[
         except CacheLocked as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_LOCKED)
-        except CacheError as exc:
+        except (CacheError, EncoderUnavailable) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USER_ERROR)
     click.echo(report.summary())

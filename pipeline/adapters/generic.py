@@ -1,19 +1,22 @@
 """The user's own manifest: a CSV or JSONL file with the manifest columns.
 
 Relative paths resolve against the manifest file's folder (so a corpus folder can be
-moved as a whole). A missing column, a duplicate id or a missing file is one clear error
-naming the file, the column and the first offending rows.
+moved as a whole). A missing column or a duplicate id is one clear error naming the file,
+the column and the first offending rows; so is a missing file, unless ``missing_files:
+record`` (see :class:`Config`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from mer.pipeline.adapters.base import AdapterResult
-from mer.pipeline.manifest import PATH_COLUMNS, Manifest, ManifestError, normalise, validate
+from mer.pipeline.manifest import PATH_COLUMNS, Manifest, ManifestError, _rows_preview, normalise, validate
 
 
 @dataclass
@@ -23,6 +26,15 @@ class Config:
     manifest: str = ""
     #: cache namespace; default: the manifest file's stem
     corpus: str = ""
+    #: a path column naming a file that does not exist. ``error`` (default): the manifest is
+    #: refused with one error listing the rows (a typo in a path is caught before any work).
+    #: ``record``: the row is kept and the path too, so the encoder of that column records the
+    #: sample as a failure in its failures.jsonl (stage ``read``, "<path>: ... not found") while
+    #: the sample's other modalities are extracted, the failure counts against
+    #: ``--max-failures``, and ``mer extract --retry-failures`` picks the file up once it exists.
+    #: (Dropping the row into skipped.csv instead would also throw away its other modalities.)
+    #: The adapter's notes name the rows either way.
+    missing_files: Literal["error", "record"] = "error"
 
     def __post_init__(self) -> None:
         if not self.manifest:
@@ -56,13 +68,40 @@ def resolve_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
     return df
 
 
-def load_generic(path: str | Path) -> Manifest:
+def missing_file_notes(df: pd.DataFrame, source: str) -> list[str]:
+    """One line per path column that names files which do not exist (file row numbers)."""
+    notes = []
+    for col in PATH_COLUMNS:
+        if col not in df.columns:
+            continue
+        present = (df[col] != "").to_numpy()
+        exists = np.array([Path(p).is_file() if p else True for p in df[col]], dtype=bool)
+        bad = present & ~exists
+        if bad.any():
+            notes.append(f"{source}: column '{col}' names {int(bad.sum())} missing file(s), kept "
+                         f"(missing_files: record; each is recorded as a failure by its encoder): "
+                         f"{_rows_preview(df, bad, col)}")
+    return notes
+
+
+def read_generic(path: str | Path, missing_files: str = "error") -> tuple[Manifest, list[str]]:
+    """The manifest, and notes (the rows with missing files when ``missing_files='record'``)."""
+    if missing_files not in ("error", "record"):
+        raise ValueError(f"missing_files must be 'error' or 'record', got {missing_files!r}")
     path = Path(path)
     df = normalise(resolve_paths(read_table(path), path.parent), str(path))
     # validate in the file's own row order, so that row numbers in errors match the file
-    validate(df, str(path), check_files=True)
-    return Manifest(df, source=str(path))
+    check = missing_files == "error"
+    validate(df, str(path), check_files=check)
+    notes = [] if check else missing_file_notes(df, str(path))
+    return Manifest(df, source=str(path)), notes
+
+
+def load_generic(path: str | Path) -> Manifest:
+    """The manifest of ``path``; a missing file is an error."""
+    return read_generic(path)[0]
 
 
 def build(config: Config) -> AdapterResult:
-    return AdapterResult(manifest=load_generic(config.manifest))
+    manifest, notes = read_generic(config.manifest, config.missing_files)
+    return AdapterResult(manifest=manifest, notes=notes)
