@@ -180,13 +180,16 @@ class LMR(FusionHead):
         self._cyclers = {k: AnchorCycler(max(num_groups, 1), generator) for k in ("iamc", "iemc")}
 
     def forward(self, x: dict[str, Tensor], present: dict[str, Tensor]) -> dict[str, Any]:
-        aux, private, shared, h = {}, {}, {}, {}
+        aux, private, projected, h = {}, {}, {}, {}
         for m in self.modalities:
             b = self.branches[m](self.inputs[m](x[m], present[m]))
             aux[m] = self.aux[m](b)
-            u = self.projections[m](b)
-            private[m] = self.private[m](u)
-            shared[m] = self.shared(u)
+            projected[m] = self.projections[m](b)
+            private[m] = self.private[m](projected[m])
+        # the ONE shared encoder sees all modalities: one call over the stacked batch (M·B rows)
+        # does the same arithmetic as M calls, in larger, faster matrix products
+        shared = dict(zip(self.modalities, self.shared(torch.cat(list(projected.values()))).chunk(len(self.modalities))))
+        for m in self.modalities:
             h[m] = torch.stack([private[m], shared[m]], dim=1)  # (B, 2, H)
         fused, gates = self.fusion(h)
         return {"logits": self.classifier(fused), "aux": aux, "private": private, "shared": shared,
