@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Benchmark of training over the feature cache: ``mer``'s trainer vs the loop people write,
-``mer ablate`` vs re-extracting per run, and cache bytes per hour of audio.
+``mer ablate`` vs re-extracting per run, torch threads, and cache bytes per hour of audio.
 
-    python bench/train.py              # default: 5 repetitions (~30-60 min on a shared 2-core CPU)
-    python bench/train.py --quick      # smoke run: 1 repetition, 2,000 samples, one seed
+    python bench/train.py              # default: 5 reps (grid once); ~80 min on a shared 2-core CPU
+    python bench/train.py --quick      # smoke run: 1 rep, 2,000 samples, seed 0 only (~15 min)
     python bench/train.py --reps 7 --only epoch
 
 Sections (``--only``; every figure is the median [min-max] of ``--reps`` repetitions, the
@@ -16,18 +16,25 @@ variants of one comparison interleaved in a rotating order):
    slices of a seeded ``torch.randperm``; :meth:`mer.train.data.TrainData.batch`). ``DataLoader``:
    a ``torch.utils.data.Dataset`` whose ``__getitem__`` reads one sample per modality from the
    HDF5 shards with h5py (files opened lazily, once per worker process) and standardises it,
-   ``DataLoader(batch_size, shuffle=True, num_workers=0|2)`` with the default collate. Both feed
-   the SAME model class and the same optimiser step (``concat``, and ``lmr`` at a small size).
-   Timed: the epoch loop only, after one warm-up epoch per variant. Also: one ``fit()`` epoch
-   (mer's trainer itself, with its per-epoch validation scoring).
-2. ``ablate``: wall time of ``mer ablate`` (the CLI, a fresh process per repetition) over the 7
-   modality subsets of text/audio/bio × 3 seeds on the demo corpus (1,200 utterances,
-   ``configs/demo.yaml`` as it is; ``unimodal`` for single modalities, ``lmr`` for the others),
-   with per-run seconds, versus the same grid if every run re-extracted its features
-   (COMPUTED: grid time + Σ_runs Σ_modalities(run) the modality's measured extraction time).
-   The demo corpus and its caches are generated once into ``bench/.work/demo/`` (gitignored)
-   and reused while ``mer/pipeline/demo_corpus.py`` is unchanged.
-3. ``bytes``: cache bytes per hour of audio for the demo corpus's audio encoders (eGeMAPS,
+   ``DataLoader(batch_size, shuffle=True, num_workers=0|2)`` with the default collate, in the
+   common form (``f["pooled"][row]``) and with the h5py Dataset objects kept. Both sides feed
+   the SAME model class and the same optimiser step (``concat``, and ``lmr`` at the demo size
+   of ``configs/demo.yaml``). Timed: the epoch loop only, after one warm-up epoch per
+   variant. Also: one ``fit()`` epoch (mer's trainer itself, with validation scoring).
+   ``--threads`` (default 1) sets torch's threads for all variants.
+2. ``threads``: one ``mer train`` run (LMR text+audio, 1 epoch, a fresh process) with torch's
+   default threads vs ``OMP_NUM_THREADS=1``.
+3. ``ablate``: wall time of ``mer ablate`` (the CLI, a fresh process) over the 7 modality
+   subsets of text/audio/bio × 3 seeds on the demo corpus (1,200 utterances,
+   ``configs/demo.yaml`` as it is; grid ``model: [unimodal, lmr]``, whose invalid cells
+   ablate skips, so single modalities train ``unimodal`` and the others ``lmr``), with the
+   seconds of every run, versus the same grid if every run re-extracted its features
+   (COMPUTED: grid time + Σ_runs Σ_modalities(run) the modality's extraction time, each
+   modality's extraction timed once in the same benchmark run). The grid runs
+   ``--ablate-reps`` times (default 1) with ``OMP_NUM_THREADS=--ablate-threads`` (default 1).
+   The demo corpus and its caches are generated once into ``bench/.work/`` (gitignored) and
+   reused while the generator and the config's dataset/cache/features sections are unchanged.
+4. ``bytes``: cache bytes per hour of audio for the demo corpus's audio encoders (eGeMAPS,
    log-mel), float16 vs float32. Wav2Vec2 float16/float32 and all layers vs last layer are
    measured by ``bench/extract.py`` (section 5); its JSON is quoted when present.
 
@@ -60,12 +67,20 @@ from common import (RESULTS, Stat, dir_bytes, human_bytes, loadavg, machine_info
 
 WORK = BENCH / ".work"
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
-SECTIONS = ("epoch", "ablate", "bytes")
+SECTIONS = ("epoch", "threads", "ablate", "bytes")
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 #: section 1: modality -> (dimension, encoder family the cache records; LMR's branch follows it)
 EPOCH_MODALITIES = {"text": (768, "hf-text"), "audio": (1024, "hf-audio"), "bio": (19, "e4")}
-#: section 1: the small LMR (the paper's is hidden 256, 32 tokens, 3 layers, FFN 1024)
-EPOCH_LMR = {"hidden": 64, "tokens": 8, "layers": 2, "heads": 4, "ffn": 256}
+LMR_SIZES = ("hidden", "tokens", "layers", "heads", "ffn")
+
+
+def demo_lmr() -> dict:
+    """Section 1's LMR: the demo-sized one of configs/demo.yaml (the paper's is hidden 256,
+    32 tokens, 3 layers, FFN 1024: ~1 GFLOP per sample per forward)."""
+    from mer.pipeline.config import load_config
+
+    lmr = load_config(DEMO_CONFIG, ["dataset.root=."]).train.lmr
+    return {k: getattr(lmr, k) for k in LMR_SIZES}
 #: modalities of the demo grid and the encoders whose caches section 3 measures
 DEMO_TRAIN_MODALITIES = ["text", "audio", "bio"]
 DEMO_AUDIO_MODALITIES = ["audio", "mel"]
@@ -112,7 +127,7 @@ def epoch_corpus(root: Path, n: int, batch_size: int) -> Path:
         "extract": {"device": "cpu"},
         "train": {"model": "concat", "modalities": list(EPOCH_MODALITIES), "epochs": 2, "batch_size": batch_size,
                   "lr": 1e-3, "hidden": 256, "dropout": 0.1, "device": "cpu", "classes": CLASSES, "plots": False,
-                  "lmr": dict(EPOCH_LMR)},
+                  "lmr": demo_lmr()},
         "output": str(root / "runs"),
     }
     return write_yaml(root / "config.yaml", config)
@@ -318,6 +333,7 @@ def section_epoch(record: dict, tables: list[str], reps: int, n: int, batch_size
     root = WORK / f"epoch-{n}"
     config_path = epoch_corpus(root, n, batch_size)
     cfg = load_config(config_path)
+    lmr_sizes = {k: getattr(cfg.train.lmr, k) for k in LMR_SIZES}
     log(f"epoch: cache of {n} samples ({', '.join(f'{m} {d}-d' for m, (d, _) in EPOCH_MODALITIES.items())}, float16) "
         f"in {root}")
     seconds, report = timed(lambda: extract(cfg, progress=False))
@@ -393,7 +409,7 @@ def section_epoch(record: dict, tables: list[str], reps: int, n: int, batch_size
     record["epoch"] = {
         "samples": n, "train_samples": n_train, "batch_size": batch_size, "torch_threads": threads,
         "cache_dtype": "float16", "dims": {m: d for m, (d, _) in EPOCH_MODALITIES.items()},
-        "cache_h5_bytes": cache_bytes, "lmr": dict(EPOCH_LMR), "concat_hidden": cfg.train.hidden,
+        "cache_h5_bytes": cache_bytes, "lmr": lmr_sizes, "concat_hidden": cfg.train.hidden,
         "optimizer": cfg.train.optimizer, "lr": cfg.train.lr, "grad_clip": cfg.train.grad_clip,
         "extract_seconds": round(seconds, 2), "load_train_data_seconds": round(load_s, 3),
         "dataset_index_seconds": round(index_s, 3),
@@ -404,8 +420,8 @@ def section_epoch(record: dict, tables: list[str], reps: int, n: int, batch_size
     tables.append(table(["model", "data path", "s / epoch", "samples/s", "this / mer"], lines,
                         title=f"1. Per-epoch time ({n_train} training samples of {n}, batch {batch_size}, "
                               f"float16 cache {human_bytes(sum(cache_bytes.values()))}, torch threads {threads}; "
-                              f"lmr = hidden {EPOCH_LMR['hidden']}, {EPOCH_LMR['tokens']} tokens, "
-                              f"{EPOCH_LMR['layers']} layers, FFN {EPOCH_LMR['ffn']}; target: DataLoader / mer >= 5x; "
+                              f"lmr = configs/demo.yaml's: hidden {lmr_sizes['hidden']}, {lmr_sizes['tokens']} tokens, "
+                              f"{lmr_sizes['layers']} layers, FFN {lmr_sizes['ffn']}; target: DataLoader / mer >= 5x; "
                               "__getitem__ in-process: " + ", ".join(f"{k} {v:.0f} us" for k, v in item_us.items())
                               + ")"))
 
@@ -598,7 +614,7 @@ def section_ablate(record: dict, tables: list[str], reps: int, size: int, seeds:
     lines.append(["(start-up: imports, config, cache check)", "", startup.fmt(".1f"), "", "", ""])
     tables.append(table(["cell (model modalities)", "runs/rep", "s per run", "epochs run", "test macro-F1",
                          "re-extract s per run"], lines,
-                        title=f"2a. mer ablate per cell (demo corpus {size} utt., seeds {seeds}; lmr hidden "
+                        title=f"3a. mer ablate per cell (demo corpus {size} utt., seeds {seeds}; lmr hidden "
                               f"{config.train.lmr.hidden}, {config.train.lmr.tokens} tokens, {config.train.lmr.layers} "
                               f"layers, FFN {config.train.lmr.ffn}; max {config.train.epochs} epochs, patience "
                               f"{config.train.patience}, batch {config.train.batch_size})"))
@@ -609,9 +625,9 @@ def section_ablate(record: dict, tables: list[str], reps: int, size: int, seeds:
                ["  extraction part: " + " + ".join(f"{m} {extract_s[m]:.1f}s" for m in DEMO_TRAIN_MODALITIES)
                 + " per run, summed over the runs", f"{reextract:.1f}", f"{reextract / 60:.2f}"]]
     tables.append(table(["", "seconds", "minutes"], summary,
-                        title=f"2b. Grid wall time: {len(runs0)} runs ({len(per_cell)} cells x {len(seeds)} seeds; target "
+                        title=f"3b. Grid wall time: {len(runs0)} runs ({len(per_cell)} cells x {len(seeds)} seeds; target "
                               f"< 3 min with zero extraction); ratio re-extract / mer = "
-                              f"{ratio(computed, walls).fmt('.1f')}"))
+                              f"{ratio(computed, walls).fmt('.1f')}; extraction times {timing_source})"))
     record["ablate"] = {
         "corpus": {"size": size, "seed": 0, "folder": str(root), "generate_seconds": stamp["generate_seconds"],
                    "generator_sha256": stamp["identity"]["generator_sha256"]},
@@ -638,6 +654,43 @@ def section_ablate(record: dict, tables: list[str], reps: int, size: int, seeds:
         "target_seconds": 180,
     }
     return stamp
+
+
+def section_threads(record: dict, tables: list[str], reps: int, size: int) -> None:
+    """``mer train`` (fresh process) of one LMR run, 1 epoch, with torch's default threads
+    (OMP_NUM_THREADS unset) vs OMP_NUM_THREADS=1: on a shared small CPU the OpenMP threads of
+    tiny matmuls wait for each other, which decides how long a grid takes."""
+    root, _ = prepare_demo(size)
+    cmd = [mer_executable(), "train", "-c", str(DEMO_CONFIG), "--quiet"]
+    for o in demo_overrides(root) + ["train.epochs=1", "train.plots=false", "train.modalities=[text, audio]"]:
+        cmd += ["--set", o]
+    tmp = Path(tempfile.mkdtemp(prefix="mer-bench-threads-"))
+    envs = {"torch default (OMP_NUM_THREADS unset)": {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"},
+            "OMP_NUM_THREADS=1": dict(os.environ, OMP_NUM_THREADS="1")}
+    stats = {k: Stat() for k in envs}
+    log(f"threads: mer train lmr text+audio, 1 epoch, fresh process each; {reps} reps")
+    try:
+        for rep in range(reps):
+            order = list(envs) if rep % 2 == 0 else list(envs)[::-1]
+            for k, name in enumerate(order):
+                run_dir = tmp / f"r{rep}-{k}"
+                seconds, proc = timed(lambda: subprocess.run(cmd + ["--run-dir", str(run_dir)], env=envs[name],
+                                                             capture_output=True, text=True))
+                if proc.returncode != 0:
+                    raise RuntimeError(f"mer train failed ({name}):\n{proc.stderr[-3000:]}")
+                stats[name].add(seconds)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v.values[-1]:.1f}s" for k, v in stats.items()))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    one = stats["OMP_NUM_THREADS=1"]
+    record["threads"] = {"command": "mer train (lmr, text+audio, 1 epoch, demo corpus), wall incl. start-up",
+                         **{k: {"seconds": v.to_dict(), "this_over_1_thread": ratio(v, one).to_dict()}
+                            for k, v in stats.items()}}
+    tables.append(table(["torch threads", "s (1 epoch + start-up)", "this / 1 thread"],
+                        [[k, v.fmt(".1f"), ratio(v, one).fmt(".2f")] for k, v in stats.items()],
+                        title=f"2. Threads: one mer train run (lmr text+audio, 1 epoch), fresh process, "
+                              f"{usable_cpus()} cores, load average now {loadavg()}"))
 
 
 # =============================================================================================
@@ -683,7 +736,7 @@ def section_bytes(record: dict, tables: list[str], size: int, stamp: dict | None
                 lines.append(["hf-audio wav2vec2-base (bench/extract.py)", label, human_bytes(s["cache_bytes"]),
                               human_bytes(s["bytes_per_audio_hour"]), f"(/FLAC {s['ratio_to_flac']:.4f})"])
     tables.append(table(["encoder", "dtype", "cache", "per audio hour", "/ WAV"], lines,
-                        title=f"3. Cache size (demo corpus: {len(paths)} clips, {seconds / 60:.1f} min of "
+                        title=f"4. Cache size (demo corpus: {len(paths)} clips, {seconds / 60:.1f} min of "
                               f"{infos[0].samplerate} Hz audio, WAV {human_bytes(wav_bytes)}; cache = every file of "
                               f"the encoder folder; wav2vec2 rows quoted from bench/results/extract.json)"))
 
@@ -698,15 +751,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="section 1 batch size (default 64, as demo.yaml)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in section 1 (default 1: steady on a shared CPU; 0 = torch's default)")
-    parser.add_argument("--ablate-threads", type=int, default=0,
-                        help="OMP_NUM_THREADS for the mer ablate processes (default 0: not set, as users run it)")
+    parser.add_argument("--ablate-threads", type=int, default=1,
+                        help="OMP_NUM_THREADS for the mer ablate process (default 1, see section 'threads'; "
+                             "0 = leave it unset: torch's default, all cores)")
     parser.add_argument("--seeds", default=None, help="section 2 seeds (default 0,1,2; --quick: 0)")
     parser.add_argument("--stored-extract-timing", action="store_true",
                         help="section 2: use the extraction times stored when the demo caches were built instead "
                              "of timing each modality once more in this run (default with --quick)")
-    parser.add_argument("--ablate-reps", type=int, default=None,
-                        help="repetitions of the whole grid in section 2 (default: --reps); a grid of several "
-                             "minutes may warrant fewer")
+    parser.add_argument("--ablate-reps", type=int, default=1,
+                        help="repetitions of the whole grid in section 2 (default 1: a grid takes many minutes; "
+                             "each cell still has one run per seed)")
     parser.add_argument("--ablate-workers", type=int, default=0,
                         help="mer ablate --workers N (default 0: cells one after another in one process)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="train.KEY=VALUE",
@@ -737,15 +791,17 @@ def main() -> None:
     record["settings"] = {"reps": reps, "quick": args.quick, "sections": sections, "samples": n,
                           "batch_size": args.batch_size, "torch_threads_section1": threads,
                           "ablate_omp_threads": args.ablate_threads or None, "ablate_workers": args.ablate_workers,
-                          "ablate_reps": args.ablate_reps or reps, "seeds": seeds,
+                          "ablate_reps": args.ablate_reps, "seeds": seeds,
                           "demo_size": args.demo_size, "ablate_overrides": args.sets}
     tables: list[str] = []
     log(f"{usable_cpus()} cores, torch {torch.__version__}; load average {loadavg()}; reps={reps}")
     stamp = None
     if "epoch" in sections:
         section_epoch(record, tables, reps, n, args.batch_size, threads)
+    if "threads" in sections:
+        section_threads(record, tables, reps, args.demo_size)
     if "ablate" in sections:
-        stamp = section_ablate(record, tables, args.ablate_reps or reps, args.demo_size, seeds, args.ablate_threads,
+        stamp = section_ablate(record, tables, args.ablate_reps, args.demo_size, seeds, args.ablate_threads,
                                fresh_timing=not (args.quick or args.stored_extract_timing), sets=args.sets, workers=args.ablate_workers)
     if "bytes" in sections:
         section_bytes(record, tables, args.demo_size, stamp)
