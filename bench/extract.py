@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark of ``mer extract`` against the loop researchers usually write, in one run.
 
-    python bench/extract.py            # default: 5 repetitions, ~10 min on a quiet 2-core CPU
+    python bench/extract.py            # default: 5 repetitions, ~10-15 min on a quiet 2-core CPU
     python bench/extract.py --quick    # smoke run: 1 repetition, small sizes
     python bench/extract.py --reps 9 --clips 32 --only audio,text
 
