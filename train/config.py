@@ -134,9 +134,16 @@ class TrainConfig:
     patience: int = 20
     hidden: int = 256
     dropout: float = 0.1
+    #: probability of hiding each pooled modality of each training sample (ModDrop; see
+    #: mer.train.modality_dropout); 0 = off. Evaluation never hides anything.
+    modality_dropout: float = 0.0
     seeds: list[int] = field(default_factory=lambda: [0])
     #: write confusion.png and curves.png into each run folder (~0.5 s per run; off for big ablations)
     plots: bool = True
     device: str = "auto"
     lmr: LmrConfig = field(default_factory=LmrConfig)
     mpuc: MpucConfig = field(default_factory=MpucConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"train.modality_dropout must be in [0, 1), got {self.modality_dropout}")

@@ -34,6 +34,7 @@ from mer.train.criterion import Criterion
 from mer.train.data import TrainData
 from mer.train.errors import TrainingError
 from mer.train.metrics import SELECTABLE, compute_metrics, fast_metrics
+from mer.train.modality_dropout import drop_modalities
 
 #: rows per forward pass when scoring a split (fixed, so that training-time and
 #: ``mer evaluate`` predictions go through identical batch shapes: bit-identical outputs)
@@ -155,6 +156,8 @@ def fit(model: nn.Module, data: TrainData, train, seed: int, device: torch.devic
                             "(add 'val' rows or let mer carve them: leave 'val' out of the manifest)")
     criterion = make_criterion(data, train.class_weights)
     generator = torch.Generator().manual_seed(seed)
+    # a separate stream, so that turning modality dropout on leaves the batch order unchanged
+    hiding = torch.Generator().manual_seed(seed + 7919)
     model.prepare_training(data.num_groups, generator)
     optimizer = make_optimizer(model, train)
     scheduler = make_scheduler(optimizer, train)
@@ -175,6 +178,8 @@ def fit(model: nn.Module, data: TrainData, train, seed: int, device: torch.devic
             batches = 0
             for start in range(0, n, train.batch_size):
                 batch = data.batch(train_idx[order[start:start + train.batch_size]])
+                if train.modality_dropout > 0:
+                    batch = drop_modalities(batch, train.modality_dropout, hiding)
                 out = model(batch.x, batch.present)
                 total, parts = model.losses(out, batch, criterion)
                 if not torch.isfinite(total):
