@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mer.pipeline.config import load_config
+from mer.pipeline.corpus import prepare_manifest
 from mer.pipeline.manifest import Manifest
 from mer.train.data import load_train_data, modality_sources, resolve_splits
 from mer.train.errors import CacheError, DataError, DataWarning
@@ -213,3 +214,17 @@ def test_layer_choice_names_the_cached_hidden_states(corpus):
     x = data.modalities["text"].x[:4]
     present = torch.ones(4, dtype=torch.bool)
     torch.testing.assert_close(model.inputs["text"](x, present), x[:, 0])
+
+
+def test_a_modality_no_sample_has_is_refused_before_any_encoder_is_built(tmp_path, monkeypatch):
+    path, _ = make_corpus(tmp_path, n=24, dims={"text": 3, "audio": 2}, missing={"audio": list(range(24))})
+    config = load_config(path)
+    prepare_manifest(config)  # what `mer manifest` / `mer extract` write first
+
+    def must_not_build(options):  # resolving a hub model would go online
+        raise AssertionError("an encoder was built for a modality no sample has")
+
+    monkeypatch.setattr("mer.features.registry.build_encoder", must_not_build)
+    with pytest.raises(DataError, match=r"no sample has modality 'audio' \(manifest column 'feat_audio' is empty "
+                                        r"in all 24 rows\); train on the others: --set train.modalities=\[text\]"):
+        load_train_data(config, manifest_for(config)[0], ["text", "audio"])

@@ -87,6 +87,28 @@ def modality_sources(config, modalities: list[str]) -> dict[str, ModalitySource]
     return out
 
 
+def check_modalities_in_manifest(config, manifest: Manifest, modalities: list[str]) -> None:
+    """Refuse a modality that no manifest row has, before any encoder is resolved.
+
+    Why: resolving a hub model name to its cache key may try the network for a modality the
+    corpus simply lacks (MELD without its mp4 folder has no audio at all); the useful advice
+    is then "train without it", not "extract it".
+    """
+    df = manifest.df
+    for m in modalities:
+        column = getattr(config.features.get(m), "column", None)
+        if not column:
+            continue
+        values = df[column].fillna("").astype(str).str.strip() if column in df.columns else None
+        if values is None or not values.ne("").any():
+            rest = [k for k in modalities if k != m]
+            hint = (f"train on the others: --set train.modalities=[{','.join(rest)}]" if rest
+                    else "pick a modality the corpus has (train.modalities)")
+            where = "has no such column" if values is None else f"is empty in all {len(df)} rows"
+            raise DataError(f"{manifest.source}: no sample has modality {m!r} (manifest column {column!r} {where}); "
+                            f"{hint}")
+
+
 def extract_command(config, modality: str, overrides: tuple[str, ...] | list[str] = ()) -> str:
     """The exact command that builds ``modality``'s cache for this config."""
     sets = "".join(f" --set {o}" for o in overrides)
@@ -517,6 +539,8 @@ def load_train_data(config, manifest: Manifest, modalities: list[str] | None = N
     modalities = list(modalities or train_cfg.modalities or list(config.features))
     if not modalities:
         raise DataError(f"{config.source or 'config'}: no modality to train on: 'features' is empty")
+    if sources is None:
+        check_modalities_in_manifest(config, manifest, modalities)
     sources = sources or modality_sources(config, modalities)
     unverified = [m for m in modalities if not (reuse and (str(sources[m].dir), manifest.fingerprint) in _VERIFIED)]
     verify_caches(config, manifest, unverified, overrides, {m: sources[m] for m in unverified})
