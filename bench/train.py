@@ -748,7 +748,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 rep, 2,000 samples, seed 0 only")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5; --quick: 1)")
     parser.add_argument("--samples", type=int, default=None, help="section 1 corpus size (default 10000; quick 2000)")
-    parser.add_argument("--batch-size", type=int, default=64, help="section 1 batch size (default 64, as demo.yaml)")
+    parser.add_argument("--batch-size", type=int, default=256, help="section 1 batch size (default 256, as demo.yaml)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in section 1 (default 1: steady on a shared CPU; 0 = torch's default)")
     parser.add_argument("--ablate-threads", type=int, default=1,

@@ -80,7 +80,7 @@ def make_optimizer(model: nn.Module, train) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if train.optimizer == "sgd":
         return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
-    return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay, fused=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, train):
