@@ -480,3 +480,23 @@ def test_logmel_through_the_cache_equals_direct_encoding(tmp_path):
         direct = encoder.encode([encoder.prepare(rows[sample_id])])[0]["frames"]
         assert batch["frames"][j].shape == direct.shape and direct.shape[1] == 16
         np.testing.assert_array_equal(batch["frames"][j], direct.astype(np.float32))
+
+
+@pytest.mark.parametrize("cpus,io_threads,expected", [(2, 2, 2), (8, 2, 6), (16, 4, 12), (16, 8, 12), (8, 0, 8)])
+def test_torch_threads_leave_at_most_a_quarter_of_the_cores_to_prefetch(monkeypatch, cpus, io_threads, expected):
+    import torch
+
+    from mer.pipeline.extract import _torch_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(cpus)
+    try:
+        with _torch_threads(io_threads):
+            inside = torch.get_num_threads()
+        assert inside == expected
+        assert torch.get_num_threads() == cpus  # restored
+    finally:
+        torch.set_num_threads(before)

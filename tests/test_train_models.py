@@ -277,3 +277,19 @@ def test_masked_weighted_ce_equals_torch_on_the_subset():
     torch.testing.assert_close(crit(logits, y), F.cross_entropy(logits, y, weight=w))
     torch.testing.assert_close(crit(logits, y, mask), F.cross_entropy(logits[mask], y[mask], weight=w))
     assert crit(logits, y, torch.zeros(10, dtype=torch.bool)).item() == 0.0
+
+
+@pytest.mark.parametrize("c_in,c_out", [(1, 4), (4, 4), (3, 7)])
+def test_pointwise_conv_equals_the_k1_convolution(c_in, c_out):
+    from mer.train.models.lmr import PointwiseConv1d
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(c_in, c_out, kernel_size=1)
+    torch.manual_seed(0)
+    fast = PointwiseConv1d(c_in, c_out)
+    assert all(torch.equal(a, b) for a, b in zip(conv.parameters(), fast.parameters()))  # same init
+    x = torch.randn(5, c_in, 16, requires_grad=True)
+    assert torch.allclose(fast(x), conv(x), atol=1e-6)
+    g_fast = torch.autograd.grad(fast(x).square().sum(), [x, fast.weight])
+    g_conv = torch.autograd.grad(conv(x).square().sum(), [x, conv.weight])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_fast, g_conv))
