@@ -265,7 +265,10 @@ def _execute(config_path: str, overrides: list[str], todo: list, scheduler: str,
         client = Client(scheduler)
         threads = 0
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        from mer.pipeline.cluster_env import torch_friendly_workers
+
+        with torch_friendly_workers():  # without Dask's MALLOC_TRIM_THRESHOLD_ (see cluster_env)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         threads = max(1, (os.cpu_count() or 1) // workers)
     try:
