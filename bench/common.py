@@ -152,6 +152,18 @@ def matmul_flops(n: int = 2048, reps: int = 7) -> Stat:
 
 # --- child processes -------------------------------------------------------------------------
 
+def _proc_status_bytes(field: str) -> int | None:
+    """A kB field of ``/proc/self/status`` in bytes; None where /proc or the field is missing."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def peak_rss() -> int:
     """This process's peak resident set size in bytes: ``VmHWM`` of ``/proc/self/status``.
 
@@ -161,12 +173,9 @@ def peak_rss() -> int:
     ``wait4``/``RUSAGE_CHILDREN`` report the same). ``VmHWM`` belongs to the new address
     space and starts at zero at exec. ``ru_maxrss`` is the fallback where /proc is missing.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    hwm = _proc_status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
@@ -174,13 +183,7 @@ def peak_rss() -> int:
 
 def current_rss() -> int:
     """Resident set size now, in bytes (``VmRSS``; 0 where /proc is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_status_bytes("VmRSS") or 0
 
 
 @dataclass

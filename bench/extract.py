@@ -273,6 +273,11 @@ def naive_audio(model_dir: str, rows: list[dict], out: Path) -> np.ndarray:
             embedding = model(**inputs).last_hidden_state.mean(1)
         features.append(embedding[0].numpy())
         ids.append(row["id"])
+    return save_naive(out, features, ids)
+
+
+def save_naive(out: Path, features: list[np.ndarray], ids: list[str]) -> np.ndarray:
+    """What the peers' scripts do at the end: one .npy of all vectors and a pickle of the ids."""
     array = np.stack(features)
     np.save(out.with_suffix(".npy"), array)
     with open(out.with_suffix(".ids.pkl"), "wb") as fh:
@@ -294,11 +299,7 @@ def naive_text(model_dir: str, rows: list[dict], out: Path) -> np.ndarray:
             embedding = model(**inputs).last_hidden_state.mean(1)
         features.append(embedding[0].numpy())
         ids.append(row["id"])
-    array = np.stack(features)
-    np.save(out.with_suffix(".npy"), array)
-    with open(out.with_suffix(".ids.pkl"), "wb") as fh:
-        pickle.dump(ids, fh)
-    return array
+    return save_naive(out, features, ids)
 
 
 # --- mer --------------------------------------------------------------------------------------

@@ -21,18 +21,19 @@ from collections.abc import Iterator
 DROPPED = ("MALLOC_TRIM_THRESHOLD_",)
 
 
-def worker_environ() -> dict:
-    """Dask's configured pre-spawn environment without :data:`DROPPED`."""
+def worker_environ(**overrides: str) -> dict:
+    """Dask's configured pre-spawn environment without :data:`DROPPED`, plus ``overrides``."""
     import dask
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    return {k: v for k, v in env.items() if k not in DROPPED}
+    return {**{k: v for k, v in env.items() if k not in DROPPED}, **overrides}
 
 
 @contextlib.contextmanager
-def torch_friendly_workers() -> Iterator[None]:
-    """Start LocalCluster workers inside this block to give them :func:`worker_environ`."""
+def torch_friendly_workers(**overrides: str) -> Iterator[None]:
+    """Start LocalCluster workers inside this block to give them :func:`worker_environ`
+    (``overrides``, e.g. ``OMP_NUM_THREADS="2"``, are added to it)."""
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(**overrides)}):
         yield

@@ -246,7 +246,6 @@ class DistributedRunner:
 def _local_cluster(workers: int):
     """N single-threaded worker processes, each allowed cpus/N threads for torch/BLAS, without
     Dask's MALLOC_TRIM_THRESHOLD_ (see mer.pipeline.cluster_env)."""
-    import dask
     from distributed import LocalCluster
 
     from mer.pipeline.cluster_env import torch_friendly_workers
@@ -257,7 +256,7 @@ def _local_cluster(workers: int):
     saved = {k: os.environ.get(k) for k in names}
     log.info("starting a LocalCluster: %d worker processes, %s torch threads each", workers, threads)
     # the nanny copies pre-spawn-environ into os.environ of THIS process before spawning; restore it
-    with torch_friendly_workers(), dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": threads for k in names}):
+    with torch_friendly_workers(**{k: threads for k in names}):
         try:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.WARNING)
