@@ -74,6 +74,11 @@ def test_grid_runs_skips_invalid_cells_and_resumes(corpus, tmp_path, monkeypatch
     vals = [float(r.split("|")[[c.strip() for c in md.splitlines()[4].split("|")].index("val_macro_f1")].split("±")[0])
             for r in rows]
     assert vals == sorted(vals, reverse=True)
+    # every metric column is a mean ± std over seeds; train metrics stay in the CSV only
+    header = [c.strip() for c in md.splitlines()[4].split("|")]
+    assert not any(c.startswith("train_") for c in header)
+    metric_at = [i for i, c in enumerate(header) if c.startswith(("val_", "test_"))]
+    assert metric_at and all("±" in r.split("|")[i] for r in rows for i in metric_at)
 
     # a re-run trains nothing ...
     calls = []
@@ -122,3 +127,42 @@ def test_cells_run_on_a_dask_cluster_give_the_same_runs(corpus, tmp_path):
     assert list(distributed["status"]) == ["done", "done"]
     for a, b in zip(sequential["run_dir"], distributed["run_dir"]):
         assert (Path(a) / "metrics.json").read_bytes() == (Path(b) / "metrics.json").read_bytes()
+
+
+def test_longest_first_orders_by_model_cost_then_modality_count_keeping_grid_order_in_ties():
+    from mer.train.ablate import Cell, longest_first
+
+    cells = {name: Cell((("train.model", model), ("train.modalities", mods)))
+             for name, model, mods in [("u_t", "unimodal", ["text"]), ("u_a", "unimodal", ["audio"]),
+                                       ("c_ta", "concat", ["text", "audio"]), ("l_ta", "lmr", ["text", "audio"]),
+                                       ("l_tab", "lmr", ["text", "audio", "bio"])]}
+    described = {c.name: (dict(c.overrides)["train.model"], "+".join(dict(c.overrides)["train.modalities"]))
+                 for c in cells.values()}
+    todo = [(cells[n], seed, f"{n}/{seed}") for n in ("u_t", "u_a", "c_ta", "l_ta", "l_tab") for seed in (0, 1)]
+    order = [run_dir for _, _, run_dir in longest_first(todo, described)]
+    assert order == ["l_tab/0", "l_tab/1", "l_ta/0", "l_ta/1", "c_ta/0", "c_ta/1", "u_t/0", "u_t/1", "u_a/0", "u_a/1"]
+
+
+def test_dask_workers_start_the_heaviest_runs_first(corpus, tmp_path, monkeypatch):
+    """One in-process worker runs the tasks one at a time, in the order the scheduler picks
+    (recorded in a file: Dask hands the worker a deserialised copy of the function)."""
+    from dask.distributed import LocalCluster
+
+    log_path = tmp_path / "started.txt"
+    real = ablate_module.run_cell
+
+    def recording(config_path, overrides, cell, seed, run_dir, *args, **kwargs):
+        values = dict(cell.overrides)
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(f"{values['train.model']} {len(values['train.modalities'])} {seed}\n")
+        return real(config_path, overrides, cell, seed, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(ablate_module, "run_cell", recording)
+    grid = write_grid(tmp_path / "grid.yaml", {"model": ["unimodal", "concat", "lmr"], "modalities": [["text"], ["text", "audio"]],
+                                                "seeds": [0, 1]})
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        _, table = ablate_module.ablate(str(corpus), str(grid), out=str(tmp_path / "dask"),
+                                        scheduler=cluster.scheduler_address, progress=False, log=lambda s: None)
+    assert sorted(table["status"]) == ["done"] * 8 + ["skipped"] * 4  # unimodal on 2, lmr on 1 modality
+    assert log_path.read_text(encoding="utf-8").splitlines() == [
+        "lmr 2 0", "lmr 2 1", "concat 2 0", "concat 2 1", "unimodal 1 0", "unimodal 1 1", "concat 1 0", "concat 1 1"]
