@@ -7,9 +7,10 @@ larger than 128 KiB is mmap'ed and unmapped again on each use: page faults on ev
 and backward pass. Measured on a 2-core CPU (2026-11-22): 150 forward + backward passes of
 a small Transformer layer took 6.18 s in a worker against 2.86 s in the parent, and 3.68 s
 in a worker without the variable. Removing it also cut one ``mer ablate --workers 1`` run's
-system time from 12 s to 3.4 s. It does not explain all of the slowdown: a demo LMR-CL run
-still takes about 55 s in each of 2 workers against about 32 s in each of 2 plain
-processes. The thread limits Dask sets (OMP/MKL/OpenBLAS = 1) are kept.
+system time from 12 s to 3.4 s. With it gone, a worker is no slower than a plain process: two
+15-epoch demo LMR-CL runs side by side took 10.4-12.2 s each in 2 Dask workers against 13.9-14.0 s
+each in 2 plain processes (quiet 2-core CPU, 2026-11-22; an earlier 55 s vs 32 s gap did not
+reproduce on the quiet machine). The thread limits Dask sets (OMP/MKL/OpenBLAS = 1) are kept.
 """
 
 from __future__ import annotations
