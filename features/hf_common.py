@@ -173,7 +173,22 @@ def masked_sum(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def load_pretrained(loader: Any, path: str, revision: str, **kwargs: Any) -> Any:
-    """``loader.from_pretrained`` in float32 (mixed precision is autocast's job, on CUDA only)."""
+    """``loader.from_pretrained`` in float32 (mixed precision is autocast's job, on CUDA only).
+
+    From a local folder, transformers' "Loading weights" bar is switched off for the call: it
+    is printed even when stderr is not a terminal and even under ``--no-progress``, and reading
+    a local checkpoint takes well under a second. A hub name keeps it, with the download bars.
+    """
     import torch
 
-    return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+    if not Path(path).is_dir():
+        return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()

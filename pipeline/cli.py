@@ -102,7 +102,7 @@ def demo_cmd(out: str, size: int, seed: int, seeds: str, corpus_only: bool, quie
     out_dir = Path(out)
     corpus_dir = out_dir / "corpus"
     click.echo(f"generating {size} utterances (seed {seed}) in {corpus_dir} ...")
-    generate(corpus_dir, size=size, seed=seed)
+    generate(corpus_dir, size=size, seed=seed, progress=not quiet)
     config = load_config(packaged_config("demo"), [f"dataset.root={corpus_dir}", f"cache.root={out_dir / 'cache'}",
                                                     f"output={out_dir / 'runs'}", *_demo_text_fallback(out_dir)])
     result, path = prepare_manifest(config)

@@ -577,7 +577,7 @@ def _rating(center: float, rng: np.random.Generator) -> float:
     return round(float(np.clip(center + rng.normal(0.0, 0.35), 1.0, 5.0)), 1)
 
 
-def generate(corpus_dir: str | Path, size: int = 1200, seed: int = 0) -> Path:
+def generate(corpus_dir: str | Path, size: int = 1200, seed: int = 0, progress: bool = True) -> Path:
     """Write the demo corpus under ``corpus_dir`` and return the path of its ``corpus.csv``.
 
     Layout: ``wav/<speaker>/<id>.wav``, ``EDA|TEMP|IBI/<speaker>.csv`` and ``corpus.csv``
@@ -594,7 +594,7 @@ def generate(corpus_dir: str | Path, size: int = 1200, seed: int = 0) -> Path:
     # a fixed session start derived from the seed: 2020-07-01 09:00 UTC plus whole days
     clock = 1_593_594_000 + (seed % 3650) * 86_400
     rows = []
-    for index, speaker in enumerate(tqdm(speakers, desc="demo corpus", unit="speaker")):
+    for index, speaker in enumerate(tqdm(speakers, desc="demo corpus", unit="speaker", disable=not progress)):
         text_rng, voice_rng, bio_rng = _rng(seed, 3, index), _rng(seed, 4, index), _rng(seed, 6, index)
         rating_rng, intensity_rng = _rng(seed, 7, index), _rng(seed, 8, index)
         utts, onset_ms = [], 10_000

@@ -176,7 +176,7 @@ class Manifest:
         groups = df.groupby("split")["group"].nunique()
         lines.append("groups per split: " + ", ".join(f"{k or '<none>'}={v}" for k, v in groups.items()))
         per_group = df["group"].value_counts().sort_index()
-        lines.append(f"samples per group ({len(per_group)} groups): " + ", ".join(f"{k}={v}" for k, v in per_group.items()))
+        lines.append(f"samples per group ({len(per_group)} groups): " + _group_sizes(per_group))
         columns = modalities or {c: c for c in ("text", "audio", "eda", "temp", "ibi", "bvp", "hr", "landmarks") if c in df.columns}
         if columns:
             cover = []
@@ -220,3 +220,17 @@ def validate(df: pd.DataFrame, source: str, check_files: bool = True) -> None:
             bad = present & ~exists
             if bad.any():
                 raise ManifestError(f"{source}: column '{col}' names missing file(s): {_rows_preview(df, bad, col)}")
+
+
+#: up to this many groups the summary lists every group's size; beyond, a digest
+LISTED_GROUPS = 24
+
+
+def _group_sizes(per_group: pd.Series) -> str:
+    """Every group's size, or for many groups (MELD has 304 speakers) min / median / max and
+    the smallest groups, which are the ones that matter for speaker-independent splits."""
+    if len(per_group) <= LISTED_GROUPS:
+        return ", ".join(f"{k}={v}" for k, v in per_group.items())
+    smallest = per_group.sort_values(kind="stable").head(5)
+    return (f"min {per_group.min()}, median {per_group.median():g}, max {per_group.max()}; smallest: "
+            + ", ".join(f"{k}={v}" for k, v in smallest.items()))

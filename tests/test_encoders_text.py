@@ -202,3 +202,20 @@ def test_real_minilm_semantics():
     key = encoder.key()
     assert key == ENCODER(Options(model=spec)).key()
     assert "model.safetensors" in encoder.identity()["files_sha256"]
+
+
+def test_local_checkpoint_loads_without_the_weight_loading_bar(bert_dir, capfd):
+    """transformers prints "Loading weights" to stderr even off a terminal; from a local folder
+    mer switches it off for the call and restores the global setting afterwards."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    from mer.features.hf_common import load_pretrained
+
+    assert hf_logging.is_progress_bar_enabled()
+    capfd.readouterr()
+    load_pretrained(AutoModel, str(bert_dir), "")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+    AutoModel.from_pretrained(str(bert_dir))  # the plain call shows it: the check above can fail
+    assert "Loading weights" in capfd.readouterr().err

@@ -118,3 +118,16 @@ def test_summary_counts_splits_labels_groups_and_modalities() -> None:
     text = Manifest(_frame()).summary({"text": "text"})
     assert "5 samples" in text and "<unlabeled>" in text
     assert "text: 4 present, 1 missing" in text
+    assert "samples per group (3 groups): spk1=2, spk2=2, spk3=1" in text
+
+
+def test_summary_digests_group_sizes_when_there_are_many_groups() -> None:
+    """MELD has 304 speakers: one line per summary, not a 304-entry list."""
+    sizes = {f"spk{g:03d}": 1 + g % 7 for g in range(40)}  # spk000=1 ... spk006=7, repeating
+    groups = [name for name, k in sizes.items() for _ in range(k)]
+    frame = pd.DataFrame({"id": [f"u{i:04d}" for i in range(len(groups))], "label": "happy", "group": groups,
+                          "split": "train"})
+    line = next(x for x in Manifest(frame).summary().splitlines() if x.startswith("samples per group"))
+    expected_median = float(np.median(list(sizes.values())))
+    assert line == (f"samples per group (40 groups): min 1, median {expected_median:g}, max 7; smallest: "
+                    "spk000=1, spk007=1, spk014=1, spk021=1, spk028=1")
