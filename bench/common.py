@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mer.features.device import usable_cpus  # noqa: F401  (the bench scripts import it from here)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -84,10 +86,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def loadavg() -> list[float]:

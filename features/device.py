@@ -8,11 +8,18 @@ thing on CUDA (pinned memory + non-blocking copies, bf16/fp16 autocast).
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator, Literal
 
 import torch
 
 AutocastMode = Literal["none", "bf16", "fp16"]
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's or taskset's
+    limit), which is what thread and worker counts must divide, not ``os.cpu_count()``."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -14,12 +14,13 @@ Nothing here imports torch or transformers at module level: config parsing impor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -181,14 +182,19 @@ def load_pretrained(loader: Any, path: str, revision: str, **kwargs: Any) -> Any
     """
     import torch
 
-    if not Path(path).is_dir():
+    with _no_weight_loading_bar() if Path(path).is_dir() else contextlib.nullcontext():
         return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+
+
+@contextlib.contextmanager
+def _no_weight_loading_bar() -> Iterator[None]:
+    """transformers' progress bars off for the block, then as they were."""
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+        yield
     finally:
         if shown:
             hf_logging.enable_progress_bar()

@@ -138,11 +138,13 @@ def _torch_threads(io_threads: int) -> Iterator[None]:
     """
     import torch
 
+    from mer.features.device import usable_cpus
+
     before = torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
         yield
         return
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     reserve = min(max(0, io_threads), cpus // 4)
     torch.set_num_threads(max(1, min(before, cpus - reserve)))
     try:
@@ -248,9 +250,10 @@ def _local_cluster(workers: int):
     Dask's MALLOC_TRIM_THRESHOLD_ (see mer.pipeline.cluster_env)."""
     from distributed import LocalCluster
 
+    from mer.features.device import usable_cpus
     from mer.pipeline.cluster_env import torch_friendly_workers
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     threads = str(max(1, cpus // workers))
     names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in names}

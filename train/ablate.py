@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -257,13 +256,9 @@ def ablate(config_path: str, grid_path: str, overrides: list[str] | tuple[str, .
     return out_dir, table
 
 
-def expected_cost(model: str, n_modalities: int) -> float:
-    """A run's rough relative cost: :data:`MODEL_COST` of its model times its modality count."""
-    return MODEL_COST.get(model, 1.0) * n_modalities
-
-
 def longest_first(todo: list, described: dict[str, tuple[str, str]]) -> list:
-    """``todo`` (cell, seed, run_dir) ordered by decreasing :func:`expected_cost`, grid order within ties.
+    """``todo`` (cell, seed, run_dir) ordered by decreasing expected cost (:data:`MODEL_COST` of
+    the model times the modality count), grid order within ties.
 
     Why: with N workers the ablation ends when the last run ends. In grid order (smallest
     modality subsets first) the biggest LMR-CL runs come last and one worker finishes the
@@ -272,7 +267,7 @@ def longest_first(todo: list, described: dict[str, tuple[str, str]]) -> list:
     """
     def cost(task) -> float:
         model, modalities = described[task[0].name]
-        return expected_cost(model, len(modalities.split("+")))
+        return MODEL_COST.get(model, 1.0) * len(modalities.split("+"))
     return sorted(todo, key=cost, reverse=True)  # sorted() is stable: ties keep grid order
 
 
@@ -291,12 +286,13 @@ def _execute(config_path: str, overrides: list[str], todo: list, scheduler: str,
         client = Client(scheduler)
         threads = 0
     else:
+        from mer.features.device import usable_cpus
         from mer.pipeline.cluster_env import torch_friendly_workers
 
         with torch_friendly_workers():  # without Dask's MALLOC_TRIM_THRESHOLD_ (see cluster_env)
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, usable_cpus() // workers)
     try:
         # Feed the cluster ourselves, one run per worker thread, in ``todo`` order. Submitting
         # everything at once lets the scheduler hand small task groups (3 unimodal seeds) to
