@@ -319,7 +319,7 @@ class Bench:
         """Write a config YAML (a fresh cache root each time) and load it the way the CLI does."""
         import yaml
 
-        from mer.pipeline.config import load_config
+        from mer.config import load_config
 
         self.counter += 1
         cache = self.work / "caches" / f"{name}-{self.counter:03d}"
@@ -706,7 +706,7 @@ def child(config_path: str, expect: int) -> None:
     quiet_libraries()
     from transformers import AutoFeatureExtractor, AutoModel, Wav2Vec2Model  # noqa: F401 - imports before the baseline
 
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
     from mer.pipeline.extract import extract  # noqa: F401
 
     imports = peak_rss()

@@ -55,7 +55,7 @@ def phase(args) -> dict:
         tracemalloc.start()
     import torch
 
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
 
     # the first optimizer imports torch._dynamo (~5 s): pay it before any clock starts
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -64,7 +64,7 @@ def phase(args) -> dict:
     out: dict = {}
     if args.phase == "cached":
         import mer.train.trainer as trainer
-        from mer.train.run import train_experiment
+        from mer.experiment import train_experiment
 
         fit_seconds: list[float] = []
         real_fit = trainer.fit
@@ -81,9 +81,9 @@ def phase(args) -> dict:
         out.update(epochs=epochs, seconds_per_epoch=fit_seconds[0] / epochs,
                    test_macro_f1=results[0].metrics["test"]["macro_f1"])
     else:
-        from mer.train.finetune import finetune
+        from mer.finetune import finetune_experiment
 
-        result = finetune(config, Path(args.run_dir), progress=False, log=lambda line: None)
+        result = finetune_experiment(config, Path(args.run_dir), progress=False, log=lambda line: None)
         out.update(epochs=len(result.epoch_seconds), seconds_per_epoch=sum(result.epoch_seconds) / len(result.epoch_seconds),
                    median_seconds_per_epoch=sorted(result.epoch_seconds)[len(result.epoch_seconds) // 2],
                    epoch_seconds=result.epoch_seconds, test_macro_f1=result.metrics["test"]["macro_f1"],
@@ -122,14 +122,14 @@ def prepare(args) -> Path:
 
         print(f"generating the demo corpus ({args.size} utterances) in {corpus} ...", flush=True)
         generate(corpus, size=args.size, seed=0)
-    from mer.pipeline.cli import packaged_config
+    from mer.cli.options import packaged_config
 
     text = packaged_config("demo").read_text(encoding="utf-8")
     config_path = out / "bench-finetune.yaml"
     config_path.write_text(text, encoding="utf-8")
     args.sets = [f"dataset.root={corpus}", f"cache.root={out / 'cache'}", f"output={out / 'runs'}"]
     # bake the folder overrides into the config the phases read
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
 
     load_config(config_path, args.sets).dump(config_path)
     return config_path
@@ -140,7 +140,7 @@ def extract(args) -> float:
 
     shutil.rmtree(Path(args.out) / "cache" / "demo" / "text", ignore_errors=True)  # time a real extraction
     started = time.perf_counter()
-    cmd = [sys.executable, "-c", "from mer.pipeline.cli import main; main()", "extract", "-c", str(args.config_path), "--modality", "text",
+    cmd = [sys.executable, "-c", "from mer.cli import main; main()", "extract", "-c", str(args.config_path), "--modality", "text",
            "--set", f"features.text.model={TEXT_MODEL}", "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:

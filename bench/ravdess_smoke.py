@@ -68,7 +68,7 @@ def base_overrides(data: Path, work: Path) -> list[str]:
 
 def extract_audio(data: Path, work: Path, progress: bool) -> dict:
     """eGeMAPS and log-mel caches of the subset (resumable: a complete cache is only verified)."""
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
     from mer.pipeline.extract import extract
 
     config = load_config(CONFIG, base_overrides(data, work))
@@ -86,19 +86,20 @@ def mel_alone_probe(config, run_dir: Path, seed: int) -> dict:
     """Probe the mel TCN encoder of a trained MPUC run alone (its block of the frozen features)."""
     import torch
 
-    from mer.train.data import load_train_data
+    from mer.experiment import modality_sources
+    from mer.train.data import Fitted, load_train_data
     from mer.train.metrics import compute_metrics, headline
     from mer.train.models.mpuc import MPUC, LinearProbe
     from mer.train.pretrain import embed
     from mer.train.probe import fit_linear_probe
-    from mer.train.run import manifest_for
+    from mer.experiment import manifest_for
 
     ckpt = torch.load(run_dir / "model.pt", weights_only=True)
     model = MPUC(**ckpt["init_kwargs"])
     model.load_state_dict(ckpt["state_dict"])
     manifest, _ = manifest_for(config)
-    data = load_train_data(config, manifest, ckpt["modalities"], device="cpu", sequences=True,
-                           stats=ckpt["stats"], classes=ckpt["classes"])
+    data = load_train_data(config.train, manifest, modality_sources(config, ckpt["modalities"]), device="cpu",
+                           sequences=True, fitted=Fitted(ckpt["stats"], ckpt["classes"]))
     k = model.modalities.index("mel")
     cols = slice(k * model.dim, (k + 1) * model.dim)
     feats = {s: embed(model, data, data.rows(s))[:, cols] for s in ("train", "val", "test")}
@@ -117,8 +118,8 @@ def run_smoke(data: Path = DATA, work: Path = REPO / "bench" / ".work" / "ravdes
               runs: list[str] | None = None, progress: bool = False,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Extract, train every run of ``RUNS`` (or ``runs``) over ``seeds``; returns the record."""
-    from mer.pipeline.config import load_config
-    from mer.train.run import train_experiment
+    from mer.config import load_config
+    from mer.experiment import train_experiment
 
     seeds = seeds if seeds is not None else [0, 1, 2]
     names = runs or list(RUNS)

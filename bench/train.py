@@ -77,7 +77,7 @@ LMR_SIZES = ("hidden", "tokens", "layers", "heads", "ffn")
 def demo_lmr() -> dict:
     """Section 1's LMR: the demo-sized one of configs/demo.yaml (the paper's is hidden 256,
     32 tokens, 3 layers, FFN 1024: ~1 GFLOP per sample per forward)."""
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
 
     lmr = load_config(DEMO_CONFIG, ["dataset.root=."]).train.lmr
     return {k: getattr(lmr, k) for k in LMR_SIZES}
@@ -325,10 +325,10 @@ def check_agreement(data, dataset: H5FeatureDataset) -> dict:
 def section_epoch(record: dict, tables: list[str], reps: int, n: int, batch_size: int, threads: int) -> None:
     import torch
 
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
     from mer.pipeline.extract import extract
-    from mer.train.data import load_train_data
-    from mer.train.run import manifest_for
+    from mer.experiment import load_experiment_data
+    from mer.experiment import manifest_for
 
     root = WORK / f"epoch-{n}"
     config_path = epoch_corpus(root, n, batch_size)
@@ -340,7 +340,7 @@ def section_epoch(record: dict, tables: list[str], reps: int, n: int, batch_size
     log(f"epoch: extract() {seconds:.1f} s (" + ", ".join(f"{m}: {r.samples_extracted} new, {r.shards_skipped} shards kept"
                                                          for m, r in report.modalities.items()) + ")")
     manifest, _ = manifest_for(cfg)
-    load_s, data = timed(lambda: load_train_data(cfg, manifest, list(EPOCH_MODALITIES), device="cpu"))
+    load_s, data = timed(lambda: load_experiment_data(cfg, manifest, list(EPOCH_MODALITIES), device="cpu"))
     dirs = {m: Path(report.modalities[m].dir) for m in EPOCH_MODALITIES}
     cache_bytes = {m: dir_bytes(d, "*.h5") for m, d in dirs.items()}
     train_ids = [data.ids[i] for i in data.rows("train")]
@@ -444,7 +444,7 @@ def demo_identity(root: Path, size: int, seed: int) -> dict:
     """What the prepared corpus and caches depend on: the generator's code, size, seed and the
     config's dataset/cache/features sections (its train section may change freely)."""
     from mer.pipeline import demo_corpus
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
 
     config = load_config(DEMO_CONFIG, demo_overrides(root)).to_dict()
     caches = json.dumps({k: config[k] for k in ("dataset", "cache", "features")}, sort_keys=True, default=str)
@@ -456,7 +456,7 @@ def prepare_demo(size: int, seed: int = 0) -> tuple[Path, dict]:
     """Generate the demo corpus and extract its caches once; reuse them while the generator,
     the size and the config are unchanged. Returns (work folder, the preparation record)."""
     from mer.pipeline import demo_corpus
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
     from mer.pipeline.extract import extract
 
     root = WORK / f"demo-{size}-s{seed}"
@@ -499,7 +499,7 @@ def prepare_demo(size: int, seed: int = 0) -> tuple[Path, dict]:
 def measure_extraction(root: Path, modalities: list[str]) -> dict[str, dict]:
     """Extract ``modalities`` of the prepared demo corpus once more into a temporary cache, so
     that the extraction times sit beside the grid times of the same benchmark run."""
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
     from mer.pipeline.extract import extract
 
     tmp = Path(tempfile.mkdtemp(prefix="mer-bench-extract-once-"))
@@ -559,7 +559,7 @@ def run_ablate_cli(root: Path, grid: Path, out: Path, env: dict[str, str], sets:
 
 def section_ablate(record: dict, tables: list[str], reps: int, size: int, seeds: list[int], threads: int,
                    fresh_timing: bool, sets: list[str], workers: int = 0) -> dict:
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
 
     root, stamp = prepare_demo(size)
     if fresh_timing:
@@ -700,7 +700,7 @@ def section_threads(record: dict, tables: list[str], reps: int, size: int) -> No
 def section_bytes(record: dict, tables: list[str], size: int, stamp: dict | None) -> None:
     import soundfile as sf
 
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
 
     if stamp is None:
         _, stamp = prepare_demo(size)

@@ -88,12 +88,16 @@ class Encoder(ABC):
         """Model identity that is not in the options (name, revision, weights hash)."""
         return {}
 
-    def key_material(self) -> dict[str, Any]:
+    def options_material(self) -> dict[str, Any]:
+        """The key material that the config alone decides (no weights hashed, no hub asked)."""
         opts = dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else dict(self.options)
         # options that only change speed, never output, are left out of the key
         for name in getattr(self, "speed_only_options", ()):
             opts.pop(name, None)
-        return {"family": self.family, "code_version": self.code_version, "options": opts, "identity": self.identity()}
+        return {"family": self.family, "code_version": self.code_version, "options": opts}
+
+    def key_material(self) -> dict[str, Any]:
+        return {**self.options_material(), "identity": self.identity()}
 
     def key(self) -> str:
         return f"{self.family}-{stable_hash(self.key_material(), 12)}"

@@ -1,3 +1,3 @@
-from mer.pipeline.cli import main
+from mer.cli import main
 
 main()

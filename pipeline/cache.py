@@ -47,9 +47,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+from mer.pipeline.layout import SPEC_NAME, candidate_encoder_dirs
+
 CACHE_FORMAT = "mer-feature-cache"
 CACHE_FORMAT_VERSION = 1
-SPEC_NAME = "spec.json"
 PLAN_NAME = "plan.json"
 FAILURES_NAME = "failures.jsonl"
 TMP_MARK = ".tmp-"
@@ -132,10 +133,6 @@ def now_iso() -> str:
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
-
-
-def encoder_dir(root: str | Path, corpus: str, modality: str, key: str) -> Path:
-    return Path(root) / corpus / modality / key
 
 
 def package_versions() -> dict[str, str | None]:
@@ -492,16 +489,7 @@ class EncoderDirInfo:
 
 def encoder_dirs(root: str | Path) -> list[Path]:
     """Every ``<root>/<corpus>/<modality>/<key>/`` that looks like an encoder directory."""
-    root = Path(root)
-    found = []
-    if not root.is_dir():
-        return found
-    for corpus in sorted(p for p in root.iterdir() if p.is_dir()):
-        for modality in sorted(p for p in corpus.iterdir() if p.is_dir()):
-            for key in sorted(p for p in modality.iterdir() if p.is_dir()):
-                if (key / SPEC_NAME).exists() or shard_indices(key):
-                    found.append(key)
-    return found
+    return [d for d in candidate_encoder_dirs(root) if (d / SPEC_NAME).exists() or shard_indices(d)]
 
 
 def dir_bytes(directory: Path) -> int:

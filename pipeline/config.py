@@ -1,27 +1,20 @@
-"""The experiment config: YAML files in ``configs/`` mapped onto dataclasses.
+"""The pipeline's own config sections: the corpus (``dataset``), the cache, one encoder per
+modality (``features``) and how to extract (``extract``).
 
-One file names the corpus (``dataset``), the cache (``cache``), one encoder per
-modality (``features``), how to extract (``extract``) and what to train (``train``).
-``--set key.sub=value`` overrides any field; an unknown key or a wrong type is an
-error naming the key and the file. Every output folder stores the resolved config.
-
-Relative paths in a config resolve against the current working directory, as with
-most ML tools, so ``configs/demo.yaml`` run from the repository root finds ``data/demo``.
+These are what the pipeline stages (manifest, extraction, CSD import, the cache) take. The
+experiment config of the application (:mod:`mer.config`) composes them with the training
+sections and is the only place that reads YAML files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, Literal
-
-import yaml
+from typing import Annotated, Literal
 
 from mer.features.registry import options_class
 from mer.pipeline.adapters import config_class
-from mer.pipeline.config_schema import ConfigError, TaggedBy, apply_overrides, from_dict, load_yaml, to_dict
-from mer.train.config import TrainConfig
-from mer.train.finetune_config import FinetuneConfig
+from mer.pipeline.config_schema import TaggedBy
+from mer.pipeline.layout import CacheLayout
 
 DatasetSection = Annotated[object, TaggedBy("name", config_class)]
 EncoderSection = Annotated[object, TaggedBy("encoder", options_class)]
@@ -59,17 +52,14 @@ class ExtractConfig:
 
 
 @dataclass
-class ExperimentConfig:
+class PipelineConfig:
+    """The sections the pipeline stages read; nothing about training."""
+
     dataset: DatasetSection
     cache: CacheConfig = field(default_factory=CacheConfig)
     features: dict[str, EncoderSection] = field(default_factory=dict)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    #: ``mer finetune``: end-to-end fine-tuning of one encoder (optional stage)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    #: where outputs go (manifest, runs); relative to the working directory
-    output: str = "runs"
-    #: the file this config came from (set by the loader, not by users)
+    #: the file this config came from, for messages (set by the loader, not by users)
     source: str = field(default="", repr=False)
 
     @property
@@ -77,29 +67,9 @@ class ExperimentConfig:
         """Cache namespace of the corpus: ``dataset.corpus`` if set, else the adapter name."""
         return getattr(self.dataset, "corpus", "") or self.dataset.name
 
-    def to_dict(self) -> dict[str, Any]:
-        data = to_dict(self)
-        data.pop("source", None)
-        return data
-
-    def dump(self, path: str | Path) -> Path:
-        """Write the fully resolved config (what actually ran) as YAML."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
-        return path
+    @property
+    def layout(self) -> CacheLayout:
+        return CacheLayout(self.cache.root, self.corpus)
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read, override and validate a config file."""
-    source = str(path)
-    data = apply_overrides(load_yaml(path), list(overrides), source)
-    data.pop("source", None)
-    if "dataset" not in data:
-        raise ConfigError(f"{source}: missing required key 'dataset'")
-    config = from_dict(ExperimentConfig, data, source)
-    config.source = source
-    return config
-
-
-__all__ = ["CacheConfig", "ConfigError", "ExperimentConfig", "ExtractConfig", "load_config"]
+__all__ = ["CacheConfig", "DatasetSection", "EncoderSection", "ExtractConfig", "PipelineConfig"]

@@ -9,19 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from mer.pipeline.adapters import AdapterResult, build_manifest
-from mer.pipeline.config import ExperimentConfig
+from mer.pipeline.config import PipelineConfig
+from mer.pipeline.layout import SKIPPED_NAME
 
 
-def manifest_path(config: ExperimentConfig) -> Path:
+def manifest_path(config: PipelineConfig) -> Path:
     """``<cache root>/<corpus>/manifest.csv``: beside the features built from it."""
-    return Path(config.cache.root) / config.corpus / "manifest.csv"
+    return config.layout.manifest_path
 
 
-def prepare_manifest(config: ExperimentConfig, out: str | Path | None = None) -> tuple[AdapterResult, Path]:
+def prepare_manifest(config: PipelineConfig, out: str | Path | None = None,
+                     progress: bool = True) -> tuple[AdapterResult, Path]:
     """Run the corpus adapter and write ``manifest.csv`` (+ ``.json``) and ``skipped.csv``."""
-    result = build_manifest(config.dataset)
+    result = build_manifest(config.dataset, progress=progress)
     path = Path(out) if out else manifest_path(config)
     result.manifest.extra.setdefault("dataset", config.dataset.name)
     result.manifest.save(path)
-    result.write_skipped(path.with_name("skipped.csv"))
+    result.write_skipped(path.with_name(SKIPPED_NAME))
     return result, path

@@ -22,7 +22,6 @@ stop tasks already running on remote workers: wait for them before re-running.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -34,12 +33,13 @@ from typing import Any, Callable, Iterator
 
 from mer.features.registry import build_encoder
 from mer.pipeline.cache import (CACHE_FORMAT, CACHE_FORMAT_VERSION, FAILURES_NAME, Plan, ShardRecord,
-                                allowed_failures, check_spec_compatible, clean_tmp, encoder_dir, make_plan, now_iso,
+                                allowed_failures, check_spec_compatible, clean_tmp, make_plan, now_iso,
                                 package_versions, read_plan, read_spec, remove_shard, scan, shard_name, write_failures,
                                 write_json, write_plan)
 from mer.pipeline.cache_lock import DirLock
-from mer.pipeline.config import ExperimentConfig
+from mer.pipeline.config import PipelineConfig
 from mer.pipeline.config_schema import ConfigError
+from mer.pipeline.layout import plain_json
 from mer.pipeline.shard_task import ShardResult, ShardTask, loaded_encoder, release_encoders, run_shard, task_device
 
 log = logging.getLogger("mer.extract")
@@ -274,7 +274,7 @@ def _local_cluster(workers: int):
 
 # --- extraction ------------------------------------------------------------------------------
 
-def extract(config: ExperimentConfig, modalities: list[str] | None = None, *, scheduler: str = "",
+def extract(config: PipelineConfig, modalities: list[str] | None = None, *, scheduler: str = "",
             workers: int = 0, device: str | None = None, max_failures: float | None = None,
             retry_failures: bool = False, wait: bool = False, progress: bool = True) -> ExtractReport:
     """Extract the features of ``modalities`` (default: all of ``config.features``) into the cache.
@@ -308,7 +308,7 @@ def extract(config: ExperimentConfig, modalities: list[str] | None = None, *, sc
 
     from mer.pipeline.corpus import prepare_manifest
 
-    result, manifest_path = prepare_manifest(config)
+    result, manifest_path = prepare_manifest(config, progress=progress)
     manifest = result.manifest
     log.info("manifest %s: %d samples, fingerprint %s", manifest_path, len(manifest), manifest.fingerprint)
     rows = manifest.rows()
@@ -325,14 +325,14 @@ def extract(config: ExperimentConfig, modalities: list[str] | None = None, *, sc
     return report
 
 
-def _extract_modality(config: ExperimentConfig, modality: str, rows: list[dict], fingerprint: str,
+def _extract_modality(config: PipelineConfig, modality: str, rows: list[dict], fingerprint: str,
                       manifest_path: str, runner: EmbeddedRunner | DistributedRunner, *, device: str,
                       max_failures: float, retry_failures: bool, wait: bool, progress: bool) -> ModalityReport:
     start = time.perf_counter()
     options = config.features[modality]
     encoder = build_encoder(options)
     key = encoder.key()
-    directory = encoder_dir(config.cache.root, config.corpus, modality, key)
+    directory = config.layout.encoder_dir(modality, key)
     present_rows = {r["id"]: r for r in rows if encoder.present(r)}
     cache_dtype = config.cache.dtype
 
@@ -447,12 +447,7 @@ def _progress_bar(modality: str, total: int, progress: bool):
                 file=sys.stderr)
 
 
-def _plain(obj: Any) -> Any:
-    """Key material as plain JSON (paths, tuples), as the key's hash sees it."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
-def _write_spec(directory: Path, encoder, modality: str, config: ExperimentConfig, outputs: list[dict] | None,
+def _write_spec(directory: Path, encoder, modality: str, config: PipelineConfig, outputs: list[dict] | None,
                 records: dict[int, ShardRecord], present: dict[str, dict], fingerprint: str, manifest_path: str,
                 status: str, old_spec: dict | None) -> None:
     failed_present = sum(1 for r in records.values() for f in r.failures if f["id"] in present)
@@ -463,7 +458,7 @@ def _write_spec(directory: Path, encoder, modality: str, config: ExperimentConfi
         "family": encoder.family,
         "modality": modality,
         "corpus": config.corpus,
-        "encoder": _plain(encoder.key_material()),
+        "encoder": plain_json(encoder.key_material()),
         "columns": list(encoder.columns),
         "outputs": outputs,
         "cache": {"dtype": config.cache.dtype, "shard_size": config.cache.shard_size},

@@ -42,7 +42,7 @@ import numpy as np
 from mer.features.base import SampleError
 from mer.features.csd_seq import CsdSequenceEncoder, file_sha256
 from mer.features.csd_seq import Options as CsdOptions
-from mer.pipeline.config import ExperimentConfig
+from mer.pipeline.config import PipelineConfig
 from mer.pipeline.config_schema import ConfigError
 from mer.pipeline.csd import CsdError, CsdSequence, align_to_segments, read_csd
 
@@ -158,7 +158,7 @@ class ImportResult:
         return f"features:\n  {name}: {{encoder: csd, path: {o.path}{extra}}}"
 
 
-def resolve_options(config: ExperimentConfig, modality: str, csd: str | None, root: str | None) -> tuple[CsdOptions, bool]:
+def resolve_options(config: PipelineConfig, modality: str, csd: str | None, root: str | None) -> tuple[CsdOptions, bool]:
     """The ``csd`` options to import with, and whether the config names them itself."""
     where = config.source or "config"
     options = config.features.get(modality)
@@ -190,7 +190,7 @@ def _sha(path: str, what: str) -> str:
         raise ConfigError(f"{what}: {exc}") from None
 
 
-def import_csd(config: ExperimentConfig, modality: str, csd: str | None = None, root: str | None = None, *,
+def import_csd(config: PipelineConfig, modality: str, csd: str | None = None, root: str | None = None, *,
                max_failures: float | None = None, wait: bool = False, progress: bool = True) -> ImportResult:
     """Align ``csd`` (default: ``features.<modality>.path``) to the manifest and cache it.
 
@@ -228,8 +228,9 @@ def import_csd(config: ExperimentConfig, modality: str, csd: str | None = None, 
     log.info("%s: %s '%s' (%d dims): %d of the manifest's %d videos are in the file", modality,
              Path(options.path).name, header.root, header.dim, in_file, len(videos))
 
-    run_config = dataclasses.replace(config, features={modality: options},
-                                     extract=dataclasses.replace(config.extract, scheduler="", workers=0))
+    run_config = PipelineConfig(dataset=config.dataset, cache=config.cache, features={modality: options},
+                                extract=dataclasses.replace(config.extract, scheduler="", workers=0),
+                                source=config.source)
     report = extract(run_config, [modality], device="cpu", max_failures=max_failures, wait=wait, progress=progress)
     return ImportResult(report=report, options=spec_options, configured=configured, videos_in_file=in_file,
                         videos_in_manifest=len(videos))

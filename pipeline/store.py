@@ -18,14 +18,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import h5py
 import numpy as np
 
 from mer.features.base import OutputSpec
-from mer.pipeline.cache import CacheError, encoder_dir, read_spec, scan, shard_name
+from mer.pipeline.cache import CacheError, read_spec, scan, shard_name
+from mer.pipeline.layout import encoder_dir
 from mer.pipeline.shard import read_ids, spec_from_dict
+
+if TYPE_CHECKING:
+    from mer.pipeline.config import PipelineConfig
 
 log = logging.getLogger("mer.store")
 
@@ -173,14 +177,14 @@ class FeatureStore:
         return cls(encoder_dir(root, corpus, modality, key), verify=verify)
 
     @classmethod
-    def for_config(cls, config, modality: str, *, verify: bool = False) -> "FeatureStore":
+    def for_config(cls, config: "PipelineConfig", modality: str, *, verify: bool = False) -> "FeatureStore":
         """The store of ``config.features[modality]`` (the encoder is built for its key, not loaded)."""
         from mer.features.registry import build_encoder
 
         if modality not in config.features:
             raise KeyError(f"no encoder configured for modality {modality!r}; features: {', '.join(config.features)}")
         key = build_encoder(config.features[modality]).key()
-        return cls.open(config.cache.root, config.corpus, modality, key, verify=verify)
+        return cls(config.layout.encoder_dir(modality, key), verify=verify)
 
     # --- what is there -------------------------------------------------------------------------
     @property

@@ -178,7 +178,7 @@ def test_config_validation():
 def test_cli_manifest(corpus, tmp_path):
     from click.testing import CliRunner
 
-    from mer.pipeline.cli import cli
+    from mer.cli import cli
 
     config = Path(__file__).resolve().parents[1] / "configs" / "kemdy20.yaml"
     out = tmp_path / "m.csv"

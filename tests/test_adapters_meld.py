@@ -156,7 +156,7 @@ def test_real_csvs():
 def test_cli_manifest_real(tmp_path):
     from click.testing import CliRunner
 
-    from mer.pipeline.cli import cli
+    from mer.cli import cli
 
     config = Path(__file__).resolve().parents[1] / "configs" / "meld.yaml"
     res = CliRunner().invoke(cli, ["manifest", "-c", str(config), "--set", f"dataset.root={REAL}",

@@ -208,7 +208,7 @@ def test_interval_id_stable():
 def test_cli_manifest(corpus, tmp_path):
     from click.testing import CliRunner
 
-    from mer.pipeline.cli import cli
+    from mer.cli import cli
 
     config = Path(__file__).resolve().parents[1] / "configs" / "mosei.yaml"
     out = tmp_path / "manifest.csv"

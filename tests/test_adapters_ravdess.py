@@ -127,7 +127,7 @@ def test_real_subset():
 def test_cli_manifest_real(tmp_path):
     from click.testing import CliRunner
 
-    from mer.pipeline.cli import cli
+    from mer.cli import cli
 
     config = Path(__file__).resolve().parents[1] / "configs" / "ravdess.yaml"
     out = tmp_path / "manifest.csv"

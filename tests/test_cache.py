@@ -23,7 +23,7 @@ from mer.pipeline import cache as cache_mod
 from mer.pipeline.cache import (ScanResult, ShardProblem, ShardRecord, check_shard, make_plan, publish_shard, read_plan,
                                 scan, shard_name, tmp_path, write_json, write_plan)
 from mer.pipeline.cache_lock import CacheLocked, DirLock
-from mer.pipeline.cli import cli
+from mer.cli import cli
 from mer.pipeline.shard import (EncoderContractError, OutputProblem, assemble, convert_output, read_all, spec_to_dict,
                                 write_h5)
 from mer.pipeline.store import FeatureStore, Ragged, _ranges
@@ -385,7 +385,7 @@ def test_cache_gc_removes_only_unreferenced(tmp_path):
     from mer_testkit.corpus import make_corpus, write_config
 
     from mer.features.registry import build_encoder
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
 
     csv, _ = make_corpus(tmp_path / "corpus", 2)
     root = tmp_path / "cache"

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from mer.pipeline.config import load_config
+from mer.config import load_config
 from mer.pipeline.config_schema import ConfigError, apply_overrides, from_dict
 
 

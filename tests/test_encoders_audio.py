@@ -370,7 +370,7 @@ def test_broken_torchaudio_is_reported(tmp_path, monkeypatch):
 def test_doctor_command_prints_report():
     from click.testing import CliRunner
 
-    from mer.pipeline.cli import cli
+    from mer.cli import cli
 
     result = CliRunner().invoke(cli, ["doctor"])
     assert result.exit_code == 0, result.output

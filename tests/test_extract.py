@@ -20,8 +20,8 @@ from mer_testkit.corpus import make_corpus, write_config, write_manifest, write_
 from mer_testkit.toy import ToyEncoder, toy_features
 
 from mer.pipeline.cache import sha256_file
-from mer.pipeline.cli import cli
-from mer.pipeline.config import load_config
+from mer.cli import cli
+from mer.config import load_config
 from mer.pipeline.extract import extract
 from mer.pipeline.store import FeatureStore
 

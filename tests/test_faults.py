@@ -51,8 +51,8 @@ from corpus_fixtures import write_kemdy20, write_wav
 from mer_testkit.corpus import make_corpus, write_config, write_manifest, write_wavs
 
 from mer.pipeline.cache import sha256_file
-from mer.pipeline.cli import cli
-from mer.pipeline.config import load_config
+from mer.cli import cli
+from mer.config import load_config
 from mer.pipeline.extract import extract
 from mer.pipeline.store import FeatureStore
 
@@ -461,7 +461,7 @@ def test_ablate_killed_after_a_cell_resumes_to_the_uninterrupted_table(tmp_path)
     from train_testkit.corpus import extract_all
     from train_testkit.corpus import make_corpus as make_train_corpus
 
-    from mer.train.ablate import ablate
+    from mer.ablate import ablate
 
     path, _ = make_train_corpus(tmp_path / "data", n=48, dims={"text": 4},
                                 train={"model": "unimodal", "epochs": 3, "plots": False})

@@ -23,9 +23,10 @@ import torch
 from click.testing import CliRunner
 
 from mer.features.registry import build_encoder
-from mer.pipeline.config import load_config
+from mer.config import load_config
 from mer.train.errors import DataError
-from mer.train.finetune import Interrupted, build_model, finetune, head_kwargs_for, read_warm_start
+from mer.finetune import finetune_experiment as finetune
+from mer.train.finetune import Interrupted, build_finetune_model, head_kwargs_for, read_warm_start
 from mer.train.finetune_data import Feeder, batch_policy, hf_parts, load_finetune_data
 from mer.train.finetune_model import SpeechGroup, make_split
 from mer.train.losses.soft_f1 import soft_macro_f1_loss
@@ -159,10 +160,11 @@ def setup_model(config, modality: str = "text"):
     result, _ = prepare_manifest(config)
     encoder = build_encoder(config.features[modality])
     encoder.load(CPU)
-    data = load_finetune_data(config, result.manifest, encoder)
+    data = load_finetune_data(config.train, result.manifest, encoder)
     hf_model, _ = hf_parts(encoder)
-    kwargs = head_kwargs_for(config, modality, hf_model.config.hidden_size, data.num_classes)
-    model = build_model(encoder, modality, config.finetune, kwargs)
+    kwargs = head_kwargs_for(config.train, modality, config.features[modality].encoder, hf_model.config.hidden_size,
+                             data.num_classes)
+    model = build_finetune_model(encoder, modality, config.finetune, kwargs)
     feeder = Feeder(encoder, data, CPU, io_threads=0)
     sr = encoder.sampling_rate if encoder.family == "hf-audio" else None
     return encoder, model, feeder, data, batch_policy(encoder, config.finetune, sr)
@@ -419,7 +421,7 @@ def test_saved_encoder_reloads_extracts_the_tuned_features_and_gets_a_new_key(tm
 
 
 def test_cli_finetune_and_evaluate(tmp_path, bert_dir):
-    from mer.pipeline.cli import cli
+    from mer.cli import cli
 
     _, config_path = text_config(tmp_path, bert_dir)
     run = tmp_path / "cli-run"
@@ -445,7 +447,7 @@ def test_warm_start_checks_the_head(tmp_path, bert_dir):
 
     config, _ = text_config(tmp_path, bert_dir)
     base_key = build_encoder(config.features["text"]).key()
-    kwargs = head_kwargs_for(config, "text", 32, 3)
+    kwargs = head_kwargs_for(config.train, "text", config.features["text"].encoder, 32, 3)
     head = Unimodal(**kwargs)
     stats = {"mean": torch.randn(32), "std": torch.rand(32) + 0.5}
 
@@ -523,8 +525,8 @@ def test_lmr_cl_recipe_config_parses_with_its_documented_commands():
     import re
     import shlex
 
-    from mer.pipeline.cli import packaged_config
-    from mer.train.finetune_data import pick_modality
+    from mer.cli.options import packaged_config
+    from mer.finetune import pick_modality
 
     path = packaged_config("kemdy20-lmr-cl")
     config = load_config(path)

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from mer.features.registry import build_encoder
 from mer.pipeline.cache import sha256_file
-from mer.pipeline.cli import cli
-from mer.pipeline.config import load_config
+from mer.cli import cli
+from mer.config import load_config
 from mer.pipeline.csd import interval_id, write_csd
 from mer.pipeline.manifest import Manifest
 from mer.pipeline.store import FeatureStore

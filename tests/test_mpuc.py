@@ -457,9 +457,10 @@ def test_multilabel_probe_is_one_regression_per_target():
 
 def test_run_writes_outputs_and_model_pt_reloads(tmp_path):
     from mer.pipeline.adapters import config_class
-    from mer.pipeline.config import ExperimentConfig
+    from mer.config import ExperimentConfig
     from mer.train.criterion import Criterion
     from mer.train.evaluate import build_model, load_checkpoint
+    from mer.train.job import TrainJob
     from mer.train.run import train_one
     from mer.train.trainer import predict_rows
 
@@ -467,7 +468,9 @@ def test_run_writes_outputs_and_model_pt_reloads(tmp_path):
     config = ExperimentConfig(dataset=config_class("demo")(), train=small_train(pretrain_epochs=2, probe="mlp"))
     config.train.epochs = 5
     config.train.lr = 1e-3
-    result = train_one(config, data, tmp_path / "run", 0, tmp_path / "manifest.csv", progress=False, log=lambda s: None)
+    job = TrainJob(train=config.train, manifest=None, manifest_path=tmp_path / "manifest.csv", sources={},
+                   record=config.to_dict())
+    result = train_one(job, data, tmp_path / "run", 0, progress=False, log=lambda s: None)
     run = tmp_path / "run"
     for name in ("metrics.json", "predictions.csv", "confusion.png", "model.pt", "history.csv"):
         assert (run / name).is_file(), name

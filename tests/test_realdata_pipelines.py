@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from mer.pipeline.cli import cli
+from mer.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -116,7 +116,7 @@ def slice_csv(source: Path, target: Path, records: int) -> int:
 
 @pytest.mark.skipif(not MELD.is_dir(), reason="shared/data/meld-text not present")
 def test_meld_text_cli_path(tmp_path):
-    from mer.pipeline.demo_run import build_small_text_model
+    from mer.demo import build_small_text_model
 
     config = str(REPO / "configs" / "meld.yaml")
 

@@ -11,10 +11,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from mer.pipeline.cli import cli
-from mer.train import ablate as ablate_module
-from mer.train.ablate import all_subsets, parse_grid
-from mer.pipeline.config import load_config
+from mer.cli import cli
+from mer import ablate as ablate_module
+from mer.ablate import all_subsets, parse_grid
+from mer.config import load_config
 from mer.train.errors import CacheError
 from train_testkit.corpus import extract_all, make_corpus
 
@@ -130,7 +130,7 @@ def test_cells_run_on_a_dask_cluster_give_the_same_runs(corpus, tmp_path):
 
 
 def test_longest_first_orders_by_model_cost_then_modality_count_keeping_grid_order_in_ties():
-    from mer.train.ablate import Cell, longest_first
+    from mer.ablate import Cell, longest_first
 
     cells = {name: Cell((("train.model", model), ("train.modalities", mods)))
              for name, model, mods in [("u_t", "unimodal", ["text"]), ("u_a", "unimodal", ["audio"]),

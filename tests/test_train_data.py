@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from mer.pipeline.config import load_config
+from mer.config import load_config
 from mer.pipeline.corpus import prepare_manifest
 from mer.pipeline.manifest import Manifest
-from mer.train.data import load_train_data, modality_sources, resolve_splits
+from mer.train.data import resolve_splits
 from mer.train.errors import CacheError, DataError, DataWarning
-from mer.train.run import manifest_for
+from mer.experiment import load_experiment_data, manifest_for, modality_sources
 from mer.train.trainer import fit, seed_everything
 from train_testkit.corpus import extract_all, make_corpus
 
@@ -50,7 +50,7 @@ def test_join_by_id_presence_and_train_only_standardisation(corpus):
     path, table = corpus
     config = load_config(path)
     manifest, _ = manifest_for(config)
-    data = load_train_data(config, manifest, ["text", "audio"])
+    data = load_experiment_data(config, manifest, ["text", "audio"])
     assert data.ids == sorted(table["id"])
     audio = data.modalities["audio"]
     absent_ids = {table["id"][r] for r in MISSING}
@@ -80,7 +80,7 @@ def test_join_by_id_presence_and_train_only_standardisation(corpus):
 def test_changing_a_test_sample_does_not_change_the_statistics(corpus, tmp_path):
     path, table = corpus
     config = load_config(path)
-    data = load_train_data(config, manifest_for(config)[0], ["audio"])
+    data = load_experiment_data(config, manifest_for(config)[0], ["audio"])
     # the same corpus with one test sample's features changed, in a fresh cache
     changed = table.copy()
     r = int(np.flatnonzero((changed["split"] == "test") & (changed["feat_audio"] != ""))[0])
@@ -88,7 +88,7 @@ def test_changing_a_test_sample_does_not_change_the_statistics(corpus, tmp_path)
     changed.to_csv(tmp_path / "corpus.csv", index=False)
     other = load_config(path, [f"dataset.manifest={tmp_path / 'corpus.csv'}", f"cache.root={tmp_path / 'cache'}"])
     extract_all(Path(path), ["audio"], [f"dataset.manifest={tmp_path / 'corpus.csv'}", f"cache.root={tmp_path / 'cache'}"])
-    data2 = load_train_data(other, manifest_for(other)[0], ["audio"])
+    data2 = load_experiment_data(other, manifest_for(other)[0], ["audio"])
     np.testing.assert_array_equal(data.modalities["audio"].stats["mean"], data2.modalities["audio"].stats["mean"])
     np.testing.assert_array_equal(data.modalities["audio"].stats["std"], data2.modalities["audio"].stats["std"])
     k = data.ids.index(changed["id"][r])
@@ -113,7 +113,7 @@ def test_nan_features_are_reported_and_excluded(corpus, tmp_path):
             if victim in ids:
                 f["pooled"][ids.index(victim), 1] = np.nan
     with pytest.warns(DataWarning, match=rf"1 sample\(s\) have NaN/inf features .*{victim}"):
-        data = load_train_data(config, manifest_for(config)[0], ["text", "audio"])
+        data = load_experiment_data(config, manifest_for(config)[0], ["text", "audio"])
     k = data.ids.index(victim)
     audio = data.modalities["audio"]
     assert not bool(audio.present[k]) and (audio.x[k] == 0).all()
@@ -160,7 +160,7 @@ def test_multilabel_targets_are_multi_hot(tmp_path):
     path, table = make_corpus(tmp_path, n=30, dims={"text": 3}, multilabel=True)
     extract_all(path)
     config = load_config(path)
-    data = load_train_data(config, manifest_for(config)[0], ["text"])
+    data = load_experiment_data(config, manifest_for(config)[0], ["text"])
     assert data.multilabel and data.y.shape == (30, 3) and data.y.dtype == torch.float32
     for k, i in enumerate(data.ids):
         want = set(table.loc[table["id"] == i, "label"].item().split(";"))
@@ -177,20 +177,20 @@ def test_unknown_label_outside_the_classes_is_an_error(corpus):
     path, _ = corpus
     config = load_config(path, ["train.classes=[ang, hap]"])
     with pytest.raises(DataError, match=r"label\(s\) \['neu'\] are not among the classes"):
-        load_train_data(config, manifest_for(config)[0], ["text"])
+        load_experiment_data(config, manifest_for(config)[0], ["text"])
 
 
 def test_missing_cache_refuses_with_the_extract_command(corpus, tmp_path):
     path, _ = corpus
     config = load_config(path, ["features.audio.dim=9"])  # another encoder key: no such cache
     with pytest.raises(CacheError) as err:
-        load_train_data(config, manifest_for(config)[0], ["text", "audio"], overrides=["features.audio.dim=9"])
+        load_experiment_data(config, manifest_for(config)[0], ["text", "audio"], overrides=["features.audio.dim=9"])
     msg = str(err.value)
     assert f"mer extract -c {path} --set features.audio.dim=9 --modality audio" in msg
     assert "--modality text" not in msg
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load_train_data(load_config(path), manifest_for(config)[0], ["text"])  # text alone is fine
+        load_experiment_data(load_config(path), manifest_for(config)[0], ["text"])  # text alone is fine
 
 
 def test_layer_choice_names_the_cached_hidden_states(corpus):
@@ -206,7 +206,7 @@ def test_layer_choice_names_the_cached_hidden_states(corpus):
         resolve_layer("3", 3, None, "x")
     path, _ = corpus
     config = load_config(path, ["train.layer=0"])
-    data = load_train_data(config, manifest_for(config)[0], ["text", "audio"])
+    data = load_experiment_data(config, manifest_for(config)[0], ["text", "audio"])
     assert data.modalities["text"].layer == "0" and data.modalities["audio"].layer == ""
     from mer.train.models.concat import Concat
 
@@ -227,4 +227,4 @@ def test_a_modality_no_sample_has_is_refused_before_any_encoder_is_built(tmp_pat
     monkeypatch.setattr("mer.features.registry.build_encoder", must_not_build)
     with pytest.raises(DataError, match=r"no sample has modality 'audio' \(manifest column 'feat_audio' is empty "
                                         r"in all 24 rows\); train on the others: --set train.modalities=\[text\]"):
-        load_train_data(config, manifest_for(config)[0], ["text", "audio"])
+        load_experiment_data(config, manifest_for(config)[0], ["text", "audio"])

@@ -10,11 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mer.pipeline.cli import cli
-from mer.pipeline.config import load_config
+from mer.cli import cli
+from mer.config import load_config
 from mer.train.evaluate import evaluate_run, load_checkpoint
 from mer.train.metrics import MetricWarning
-from mer.train.run import train_experiment
+from mer.experiment import train_experiment
 from train_testkit.corpus import extract_all, make_corpus
 
 QUIET = {"progress": False, "log": lambda line: None}

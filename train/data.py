@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from mer.pipeline.manifest import TARGET_PREFIX, Manifest
+from mer.train.config import TrainConfig
 from mer.train.errors import CacheError, DataError, DataWarning
 from mer.train.models.common import Batch, InputSpec
 from mer.train.sequences import pad_rows
@@ -63,45 +64,36 @@ def _preview(items: list[str]) -> str:
 
 @dataclass(frozen=True)
 class ModalitySource:
-    """Where one modality's features live, and which encoder made them."""
+    """Where one modality's features live, and which encoder made them.
+
+    Built by the application from what extraction recorded (``spec.json``); the trainer
+    never recomputes an encoder key.
+    """
 
     name: str
     family: str
     key: str
     dir: Path
+    #: the exact command that builds or repairs this cache (printed when it is missing)
+    repair: str = ""
 
 
-def modality_sources(config, modalities: list[str]) -> dict[str, ModalitySource]:
-    """Cache folder ``<cache.root>/<corpus>/<modality>/<encoder key>/`` of each modality."""
-    from mer.features.registry import build_encoder
-
-    out = {}
-    for m in modalities:
-        if m not in config.features:
-            known = ", ".join(sorted(config.features)) or "none"
-            raise DataError(f"{config.source or 'config'}: train.modalities names {m!r}, which is not a key of "
-                            f"'features' (known: {known})")
-        options = config.features[m]
-        key = build_encoder(options).key()
-        out[m] = ModalitySource(m, options.encoder, key, Path(config.cache.root) / config.corpus / m / key)
-    return out
-
-
-def check_modalities_in_manifest(config, manifest: Manifest, modalities: list[str]) -> None:
+def check_modalities_in_manifest(manifest: Manifest, modalities: dict[str, str]) -> None:
     """Refuse a modality that no manifest row has, before any encoder is resolved.
 
-    Why: resolving a hub model name to its cache key may try the network for a modality the
-    corpus simply lacks (MELD without its mp4 folder has no audio at all); the useful advice
-    is then "train without it", not "extract it".
+    ``modalities`` maps each modality to its manifest column. Why: resolving a hub model name
+    to its cache key may try the network for a modality the corpus simply lacks (MELD without
+    its mp4 folder has no audio at all); the useful advice is then "train without it", not
+    "extract it".
     """
     df = manifest.df
-    for m in modalities:
-        column = getattr(config.features.get(m), "column", None)
+    names = list(modalities)
+    for m, column in modalities.items():
         if not column:
             continue
         values = df[column].fillna("").astype(str).str.strip() if column in df.columns else None
         if values is None or not values.ne("").any():
-            rest = [k for k in modalities if k != m]
+            rest = [k for k in names if k != m]
             hint = (f"train on the others: --set train.modalities=[{','.join(rest)}]" if rest
                     else "pick a modality the corpus has (train.modalities)")
             where = "has no such column" if values is None else f"is empty in all {len(df)} rows"
@@ -109,29 +101,19 @@ def check_modalities_in_manifest(config, manifest: Manifest, modalities: list[st
                             f"{hint}")
 
 
-def extract_command(config, modality: str, overrides: tuple[str, ...] | list[str] = ()) -> str:
-    """The exact command that builds ``modality``'s cache for this config."""
-    sets = "".join(f" --set {o}" for o in overrides)
-    return f"mer extract -c {config.source or '<config.yaml>'}{sets} --modality {modality}"
-
-
-def verify_caches(config, manifest: Manifest, modalities: list[str],
-                  overrides: tuple[str, ...] | list[str] = (),
-                  sources: dict[str, ModalitySource] | None = None) -> dict[str, ModalitySource]:
+def verify_caches(manifest: Manifest, sources: dict[str, ModalitySource]) -> dict[str, ModalitySource]:
     """Refuse (CacheError) unless every modality's cache exists and covers the manifest."""
-    from mer.pipeline.cache import CacheError as StoreError
     from mer.pipeline.store import FeatureStore
 
-    sources = sources or modality_sources(config, modalities)
     problems = []
     for m, src in sources.items():
-        command = extract_command(config, m, overrides)
+        command = src.repair or f"mer extract -c <config.yaml> --modality {m}"
         if not src.dir.is_dir():
             problems.append(f"modality {m!r}: no cache at {src.dir}\n  run: {command}")
             continue
         try:
             store = FeatureStore(src.dir)
-        except StoreError as exc:
+        except CacheError as exc:
             problems.append(f"modality {m!r}: {exc}\n  run: {command}")
             continue
         if not store.is_complete(manifest):
@@ -512,38 +494,38 @@ class TrainData:
         return [";".join(m for m in self.modalities if not pres[m][i]) for i in range(len(self.ids))]
 
 
-def load_train_data(config, manifest: Manifest, modalities: list[str] | None = None, *,
-                    device: torch.device | str = "cpu", stats: dict[str, dict] | None = None,
-                    classes: list[str] | None = None, sequences: bool = False, reuse: bool = False,
-                    overrides: tuple[str, ...] | list[str] = (),
-                    sources: dict[str, ModalitySource] | None = None, carve_val: bool = True,
-                    log=None) -> TrainData:
-    """Join ``manifest`` with the caches of ``modalities`` and build on-device tensors.
+@dataclass
+class Fitted:
+    """Transforms fitted on a run's training split, applied as they are (``mer evaluate``)."""
+
+    stats: dict[str, dict]
+    classes: list[str]
+
+
+def load_train_data(train_cfg: TrainConfig, manifest: Manifest, sources: dict[str, ModalitySource], *,
+                    device: torch.device | str = "cpu", fitted: Fitted | None = None, sequences: bool = False,
+                    reuse: bool = False, carve_val: bool = True, log=None) -> TrainData:
+    """Join ``manifest`` with the caches in ``sources`` (in that order) and build on-device tensors.
 
     Args:
-        config: the ExperimentConfig (``features``, ``cache``, ``train``).
-        modalities: default ``config.train.modalities`` or, when empty, every ``features`` key.
-        stats: standardisation statistics to APPLY (``mer evaluate`` passes the run's);
-            None = fit them on the training split.
-        classes: class names to use (``mer evaluate`` passes the run's).
+        train_cfg: the ``train`` section (splits, labels, inputs, layer).
+        manifest: the manifest the caches were built from.
+        sources: where each modality's cache is, in the order the model takes them.
+        fitted: standardisation statistics and classes to APPLY (``mer evaluate`` passes the
+            run's); None = fit them on the training split.
         sequences: keep ragged sequences (models registered with ``sequences=True``).
         reuse: memoise cache reads in this process (``mer ablate``).
-        overrides: the ``--set`` strings, only to print the exact extract command.
-        sources: where each modality's cache is (``mer evaluate`` passes the run's cache keys);
-            default: from ``config.features`` and ``config.cache``.
         carve_val: carve a validation split when the manifest has none (False: evaluating
             another corpus, whose splits are used as they are).
         log: a callable taking one line (default: no log besides warnings).
     """
-    train_cfg = config.train
-    modalities = list(modalities or train_cfg.modalities or list(config.features))
+    modalities = list(sources)
     if not modalities:
-        raise DataError(f"{config.source or 'config'}: no modality to train on: 'features' is empty")
-    if sources is None:
-        check_modalities_in_manifest(config, manifest, modalities)
-    sources = sources or modality_sources(config, modalities)
+        raise DataError("no modality to train on: 'features' is empty")
+    stats = fitted.stats if fitted else None
+    classes = fitted.classes if fitted else None
     unverified = [m for m in modalities if not (reuse and (str(sources[m].dir), manifest.fingerprint) in _VERIFIED)]
-    verify_caches(config, manifest, unverified, overrides, {m: sources[m] for m in unverified})
+    verify_caches(manifest, {m: sources[m] for m in unverified})
     _VERIFIED.update((str(sources[m].dir), manifest.fingerprint) for m in unverified)
     device = torch.device(device)
     ids = manifest.ids

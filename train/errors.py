@@ -3,9 +3,9 @@ for every ``mer`` invocation; torch is imported only when a training command run
 
 from __future__ import annotations
 
+from mer.pipeline.cache import CacheError  # the one cache error: missing, incomplete or unusable caches
 
-class CacheError(RuntimeError):
-    """A needed feature cache is missing or incomplete; the message gives the extract command."""
+__all__ = ["CacheError", "DataError", "DataWarning", "TrainingError"]
 
 
 class DataError(ValueError):

@@ -19,11 +19,13 @@ from pathlib import Path
 import torch
 
 from mer.features.device import resolve_device
-from mer.pipeline.config import load_config
+from mer.pipeline.config_schema import from_dict
+from mer.pipeline.layout import corpus_of
 from mer.pipeline.manifest import Manifest
 from mer.train import registry
+from mer.train.config import TrainConfig
 from mer.train.criterion import Criterion
-from mer.train.data import CacheError, DataError, ModalitySource, TrainData, load_train_data
+from mer.train.data import CacheError, DataError, Fitted, ModalitySource, TrainData, load_train_data
 from mer.train.metrics import compute_metrics
 from mer.train.trainer import predict_rows, true_labels
 
@@ -49,6 +51,11 @@ def build_model(ckpt: dict, device: torch.device | str = "cpu") -> torch.nn.Modu
     return model.to(device).eval()
 
 
+def run_train_config(ckpt: dict, run_dir: Path) -> TrainConfig:
+    """The ``train`` section a run was trained with (kept in its model.pt)."""
+    return from_dict(TrainConfig, dict(ckpt["config"]["train"]), str(run_dir / "model.pt"), prefix="train")
+
+
 def load_run_data(run_dir: str | Path, ckpt: dict, manifest_path: str | Path | None = None,
                   device: torch.device | str = "cpu", log=None) -> tuple[TrainData, bool]:
     """The features of the run's manifest (or ``manifest_path``), transformed as in training.
@@ -56,8 +63,8 @@ def load_run_data(run_dir: str | Path, ckpt: dict, manifest_path: str | Path | N
     Returns (data, is_the_run's_own_manifest).
     """
     run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.yaml")
-    config.train.inputs = dict(ckpt["outputs"])
+    train_cfg = run_train_config(ckpt, run_dir)
+    train_cfg.inputs = dict(ckpt["outputs"])
     own = manifest_path is None
     path = Path(ckpt["manifest"]["path"] if own else manifest_path)
     manifest = Manifest.load(path)
@@ -65,8 +72,10 @@ def load_run_data(run_dir: str | Path, ckpt: dict, manifest_path: str | Path | N
         raise DataError(f"{path}: the manifest changed since this run was trained (fingerprint "
                         f"{manifest.fingerprint}, the run used {ckpt['manifest']['fingerprint']}); "
                         "its metrics cannot be reproduced")
-    sources = {m: ModalitySource(m, ckpt["families"][m], key, path.parent / m / key)
-               for m, key in ckpt["cache_keys"].items()}
+    layout = corpus_of(path)
+    sources = {m: ModalitySource(m, ckpt["families"][m], ckpt["cache_keys"][m],
+                                 layout.encoder_dir(m, ckpt["cache_keys"][m]))
+               for m in ckpt["modalities"]}
     if not own:
         missing = [m for m, src in sources.items() if not src.dir.is_dir()]
         if missing:
@@ -74,9 +83,9 @@ def load_run_data(run_dir: str | Path, ckpt: dict, manifest_path: str | Path | N
                 f"cannot evaluate on {path}: no cache with the run's encoder key for modality(ies) {missing} "
                 f"beside it ({', '.join(str(sources[m].dir) for m in missing)}); extract them with the run's "
                 f"encoders: mer extract -c <that corpus's config with the same features> --modality <m>")
-    data = load_train_data(config, manifest, list(ckpt["modalities"]), device=device, stats=ckpt["stats"],
-                           classes=list(ckpt["classes"]), sequences=registry.entry(ckpt["model"]).sequences,
-                           sources=sources, carve_val=own, log=log)
+    data = load_train_data(train_cfg, manifest, sources, device=device,
+                           fitted=Fitted(ckpt["stats"], list(ckpt["classes"])),
+                           sequences=registry.entry(ckpt["model"]).sequences, carve_val=own, log=log)
     if own and data.val_groups != list(ckpt["splits"]["val_groups"]):
         raise DataError(f"{run_dir}: the carved validation split differs from training "
                         f"({data.val_groups} vs {ckpt['splits']['val_groups']})")

@@ -51,11 +51,14 @@ from tqdm.auto import tqdm
 from mer import __version__
 from mer.features.base import stable_hash
 from mer.features.device import grad_scaler, resolve_device, rng_state, set_rng_state
-from mer.features.registry import build_encoder
-from mer.pipeline.config_schema import to_dict
+from mer.features.registry import build_encoder, options_class
+from mer.pipeline.config_schema import from_dict, to_dict
+from mer.pipeline.manifest import Manifest
+from mer.train.config import TrainConfig
 from mer.train.criterion import Criterion
 from mer.train.data import fit_stats
 from mer.train.errors import DataError, TrainingError
+from mer.train.finetune_config import FinetuneConfig
 from mer.train.finetune_data import (
     Feeder,
     FinetuneData,
@@ -64,13 +67,13 @@ from mer.train.finetune_data import (
     hf_parts,
     load_finetune_data,
     make_row_batches,
-    pick_modality,
 )
 from mer.train.finetune_model import FinetuneModel, enable_gradient_checkpointing, make_split
 from mer.train.losses.soft_f1 import soft_macro_f1_loss
 from mer.train.metrics import MetricWarning, compute_metrics, headline
 from mer.train.models.common import InputSpec
 from mer.train.models.unimodal import Unimodal
+from mer.train.outputs import save_torch, write_json, write_yaml
 from mer.train.plots import plot_confusion, plot_curves, plot_multilabel_confusion
 from mer.train.trainer import deterministic, seed_everything
 
@@ -86,23 +89,47 @@ class Interrupted(RuntimeError):
     """Raised by a test hook to simulate a kill between two optimizer steps."""
 
 
+@dataclass
+class FinetuneJob:
+    """One ``mer finetune``, assembled by the application layer (:mod:`mer.finetune`)."""
+
+    #: the ``finetune`` section, with ``modality`` resolved
+    finetune: FinetuneConfig
+    #: the ``train`` section: classes, splits and the head's width and dropout
+    train: TrainConfig
+    #: ``features.<modality>``: the hf-text / hf-audio encoder to fine-tune
+    encoder_options: Any
+    manifest: Manifest
+    manifest_path: Path
+    #: where default run folders go (``<output>/<corpus>``)
+    run_root: Path
+    #: the resolved experiment config as plain data (the run's config.yaml, kept in model.pt)
+    record: dict[str, Any]
+    #: ``-c CONFIG --set ...``: what the printed next commands repeat
+    command_args: str = "-c <config.yaml>"
+
+    @property
+    def modality(self) -> str:
+        return self.finetune.modality
+
+
 # --------------------------------------------------------------------------- setup
 
 
-def run_fingerprint(config, manifest_fingerprint: str, base_key: str) -> str:
+def run_fingerprint(job: FinetuneJob, manifest_fingerprint: str, base_key: str) -> str:
     """What a run's results depend on: the finetune options (minus device/threads), the train options
     that fix classes, splits and head, the manifest's content and the base encoder's key (options +
     weights). Other edits to the config (e.g. ``train.epochs`` for the later ``mer train``) leave it
     unchanged, so the same ``mer finetune`` command still finds its run."""
-    data = config.to_dict()
+    data = {"finetune": to_dict(job.finetune), "train": to_dict(job.train)}
     finetune = {k: v for k, v in data["finetune"].items() if k not in RESUME_FREE}
     train = {k: data["train"][k] for k in TRAIN_KEYS}
     return stable_hash({"finetune": finetune, "train": train, "manifest": manifest_fingerprint, "base": base_key}, 16)
 
 
-def default_run_dir(config, modality: str, fingerprint: str) -> Path:
+def finetune_run_dir(job: FinetuneJob, fingerprint: str) -> Path:
     """``<output>/<corpus>/finetune-<modality>-<fingerprint>``: the same command finds its own run again."""
-    return Path(config.output) / config.corpus / f"finetune-{modality}-{fingerprint[:10]}"
+    return job.run_root / f"finetune-{job.modality}-{fingerprint[:10]}"
 
 
 def load_encoder(options, device: torch.device):
@@ -115,7 +142,7 @@ def load_encoder(options, device: torch.device):
     return encoder
 
 
-def build_model(encoder, modality: str, finetune, head_kwargs: dict) -> FinetuneModel:
+def build_finetune_model(encoder, modality: str, finetune, head_kwargs: dict) -> FinetuneModel:
     model, _ = hf_parts(encoder)
     pooling = getattr(encoder.options, "pooling", "mean")
     try:
@@ -127,9 +154,9 @@ def build_model(encoder, modality: str, finetune, head_kwargs: dict) -> Finetune
     return FinetuneModel(model, split, head, modality, dim, finetune.autocast)
 
 
-def head_kwargs_for(config, modality: str, dim: int, num_classes: int) -> dict:
-    spec = InputSpec(modality, dim, 0, config.features[modality].encoder)
-    kwargs = Unimodal.from_config(config.train, [spec], num_classes)
+def head_kwargs_for(train_cfg: TrainConfig, modality: str, family: str, dim: int, num_classes: int) -> dict:
+    spec = InputSpec(modality, dim, 0, family)
+    kwargs = Unimodal.from_config(train_cfg, [spec], num_classes)
     kwargs["layer"] = "last"
     return kwargs
 
@@ -255,18 +282,6 @@ def make_loss(ft, data: FinetuneData, device: torch.device) -> Callable[[Tensor,
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _json_dump(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def host_rng_state() -> dict:
     """numpy and python RNG states as plain numbers (loadable with ``weights_only=True``)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -346,16 +361,14 @@ class FinetuneResult:
     already_complete: bool = False
 
 
-def next_commands(config, modality: str, encoder_dir: Path, overrides: tuple[str, ...] | list[str]) -> list[str]:
+def next_commands(job: FinetuneJob, encoder_dir: Path) -> list[str]:
     """The commands that use the fine-tuned encoder: re-extract (new cache key), then train."""
-    sets = "".join(f" --set {o}" for o in overrides)
-    model_set = f" --set features.{modality}.model={encoder_dir}"
-    src = config.source or "<config.yaml>"
-    return [f"mer extract -c {src}{sets}{model_set} --modality {modality}",
-            f"mer train -c {src}{sets}{model_set}"]
+    model_set = f" --set features.{job.modality}.model={encoder_dir}"
+    return [f"mer extract {job.command_args}{model_set} --modality {job.modality}",
+            f"mer train {job.command_args}{model_set}"]
 
 
-def predictions_table(data: FinetuneData, per_split: dict[str, tuple], modality: str) -> pd.DataFrame:
+def finetune_predictions(data: FinetuneData, per_split: dict[str, tuple], modality: str) -> pd.DataFrame:
     """One row per manifest row (id order): id, split, label, prediction, missing, prob_<class>."""
     n, c = len(data), data.num_classes
     probs = np.zeros((n, c), np.float32)
@@ -409,36 +422,28 @@ def plot_outputs(metrics: dict, data: FinetuneData, per_split: dict[str, tuple],
 # --------------------------------------------------------------------------- the run
 
 
-def finetune(config, run_dir: str | Path | None = None, *, modality: str = "", overrides: tuple[str, ...] | list[str] = (),
-             progress: bool = True, log: Callable[[str], None] = print,
-             on_step: Callable[[int], None] | None = None) -> FinetuneResult:
-    """Fine-tune ``features.<modality>``'s encoder (see the module docstring); resumes a killed run.
+def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: bool = True,
+             log: Callable[[str], None] = print, on_step: Callable[[int], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``job.encoder_options``'s encoder (see the module docstring); resumes a killed run.
 
     Args:
-        config: the ExperimentConfig (``finetune``, ``features``, ``train`` for classes/splits/head).
+        job: the sections and the manifest (:func:`mer.finetune.finetune_job` builds it).
         run_dir: the run folder; default ``<output>/<corpus>/finetune-<modality>-<fingerprint>``.
-        modality: overrides ``finetune.modality``.
-        overrides: the ``--set`` strings, only to print the exact next commands.
         on_step: called with the global optimizer step after each step (and its checkpoint);
             tests raise :class:`Interrupted` from it to simulate a kill.
     """
-    from mer.pipeline.corpus import prepare_manifest
-
-    config = copy.deepcopy(config)
-    modality = pick_modality(config, modality)
-    config.finetune.modality = modality
-    ft = config.finetune
-    if config.train.multilabel and ft.select_metric not in ("macro_f1", "weighted_f1", "accuracy", "wa"):
+    ft = job.finetune
+    modality = job.modality
+    if job.train.multilabel and ft.select_metric not in ("macro_f1", "weighted_f1", "accuracy", "wa"):
         raise TrainingError(f"finetune.select_metric {ft.select_metric!r} is not defined for multi-label tasks")
-    if not config.train.multilabel and ft.select_metric == "wa":
+    if not job.train.multilabel and ft.select_metric == "wa":
         raise TrainingError("finetune.select_metric 'wa' is the multi-label weighted accuracy; use accuracy")
     device = resolve_device(ft.device)
-    adapter, manifest_path = prepare_manifest(config)
-    manifest = adapter.manifest
-    options = config.features[modality]
+    manifest = job.manifest
+    options = job.encoder_options
     base_key = build_encoder(options).key()
-    fingerprint = run_fingerprint(config, manifest.fingerprint, base_key)
-    run_dir = Path(run_dir) if run_dir else default_run_dir(config, modality, fingerprint)
+    fingerprint = run_fingerprint(job, manifest.fingerprint, base_key)
+    run_dir = Path(run_dir) if run_dir else finetune_run_dir(job, fingerprint)
     run_dir.mkdir(parents=True, exist_ok=True)
     encoder_dir = run_dir / "encoder"
     lines: list[str] = []
@@ -450,7 +455,7 @@ def finetune(config, run_dir: str | Path | None = None, *, modality: str = "", o
     done = _completed(run_dir, fingerprint)
     if done is not None:
         say(f"{run_dir}: fine-tuning already complete (model.pt, encoder/); nothing to do")
-        cmds = next_commands(config, modality, encoder_dir, overrides)
+        cmds = next_commands(job, encoder_dir)
         for c in cmds:
             say(f"  {c}")
         return FinetuneResult(run_dir, done, [], encoder_dir, cmds, already_complete=True)
@@ -464,14 +469,14 @@ def finetune(config, run_dir: str | Path | None = None, *, modality: str = "", o
 
     seed_everything(ft.seed)
     encoder = load_encoder(options, device)
-    data = load_finetune_data(config, manifest, encoder, log=say)
+    data = load_finetune_data(job.train, manifest, encoder, log=say)
     if len(data.split_rows("val")) == 0:
         raise TrainingError("the validation split has no labelled sample: model selection needs one "
                             "(add 'val' rows or let mer carve them: leave 'val' out of the manifest)")
     hf_model, _ = hf_parts(encoder)
     dim = int(hf_model.config.hidden_size)
-    head_kwargs = head_kwargs_for(config, modality, dim, data.num_classes)
-    model = build_model(encoder, modality, ft, head_kwargs).to(device)
+    head_kwargs = head_kwargs_for(job.train, modality, options.encoder, dim, data.num_classes)
+    model = build_finetune_model(encoder, modality, ft, head_kwargs).to(device)
     model.head.init_kwargs = head_kwargs
     if ft.gradient_checkpointing:
         enable_gradient_checkpointing(hf_model)
@@ -489,7 +494,7 @@ def finetune(config, run_dir: str | Path | None = None, *, modality: str = "", o
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_enc = sum(p.numel() for _, p in model.encoder_parameters())
     n_head = sum(p.numel() for p in model.head.parameters())
-    config.dump(run_dir / "config.yaml")
+    write_yaml(job.record, run_dir / "config.yaml")
 
     if ckpt is not None:
         state = restore_checkpoint(ckpt, model, optimizer, scheduler, scaler, generator, device)
@@ -515,9 +520,9 @@ def finetune(config, run_dir: str | Path | None = None, *, modality: str = "", o
     if state.best_state:
         model.load_trainable_state(state.best_state)
     say(f"best epoch {state.best_epoch}: val {ft.select_metric} = {state.best_score:.4f}")
-    metrics = _write_outputs(config, model, encoder, feeder, data, policy, state, run_dir, encoder_dir, manifest_path,
+    metrics = _write_outputs(job, model, encoder, feeder, data, policy, state, run_dir, encoder_dir,
                              fingerprint, base_key, head_kwargs, progress, say)
-    cmds = next_commands(config, modality, encoder_dir, overrides)
+    cmds = next_commands(job, encoder_dir)
     say("next: re-extract with the fine-tuned encoder (a new cache key), then train on it:")
     for c in cmds:
         say(f"  {c}")
@@ -580,7 +585,7 @@ def _train_loop(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy
     def save(position_epoch: int, position_batch: int) -> None:
         state.epoch, state.batch = position_epoch, position_batch
         state.failures = dict(feeder.failures)
-        _atomic_save(checkpoint_payload(model, optimizer, scheduler, scaler, generator, state, fingerprint, device),
+        save_torch(checkpoint_payload(model, optimizer, scheduler, scaler, generator, state, fingerprint, device),
                      ckpt_path)
 
     while state.epoch <= ft.epochs:
@@ -649,11 +654,11 @@ def _train_loop(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy
             break
 
 
-def _write_outputs(config, model: FinetuneModel, encoder, feeder: Feeder, data: FinetuneData, policy, state: Progress,
-                   run_dir: Path, encoder_dir: Path, manifest_path: Path, fingerprint: str, base_key: str,
+def _write_outputs(job: FinetuneJob, model: FinetuneModel, encoder, feeder: Feeder, data: FinetuneData, policy, state: Progress,
+                   run_dir: Path, encoder_dir: Path, fingerprint: str, base_key: str,
                    head_kwargs: dict, progress: bool, say) -> dict:
-    """encoder/ (save_pretrained), metrics.json, predictions.csv, history.csv, plots, model.pt."""
-    ft = config.finetune
+    """encoder/ (save_pretrained), model.pt, metrics.json, predictions.csv, history.csv, plots."""
+    ft = job.finetune
     modality = ft.modality
     hf_model, pre = hf_parts(encoder)
     tmp = encoder_dir.with_name(encoder_dir.name + ".tmp")
@@ -664,7 +669,7 @@ def _write_outputs(config, model: FinetuneModel, encoder, feeder: Feeder, data: 
 
         shutil.rmtree(encoder_dir)
     os.replace(tmp, encoder_dir)
-    tuned_options = encoder_options_for(config.features[modality], str(encoder_dir))
+    tuned_options = encoder_options_for(job.encoder_options, str(encoder_dir))
     tuned_key = build_encoder(tuned_options).key()
 
     per_split = predict_all(model, feeder, data, policy, progress)
@@ -683,21 +688,21 @@ def _write_outputs(config, model: FinetuneModel, encoder, feeder: Feeder, data: 
         "best_epoch": state.best_epoch, "epochs_run": len(state.history), "stopped_early": state.stopped_early,
         "select_metric": ft.select_metric, "best_val": state.best_score, "loss": ft.loss,
         "unfreeze_top": ft.unfreeze_top, "trainable_modules": list(model.split.trainable_modules()),
-        "base_model": config.features[modality].model, "base_key": base_key,
+        "base_model": job.encoder_options.model, "base_key": base_key,
         "encoder_dir": str(encoder_dir), "cache_keys": {modality: tuned_key},
         "val_carved": data.val_carved, "val_groups": list(data.val_groups),
         "samples": {s: int(((data.split == s) & data.labeled).sum()) for s in SPLITS},
         "missing": {modality: int(len(data) - sum(int(p[3].sum()) for p in per_split.values()))},
         "failures": failures,
-        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
+        "manifest": {"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint},
         "notes": list(data.notes),
     }
-    _json_dump(metrics, run_dir / "metrics.json")
-    predictions_table(data, per_split, modality).to_csv(run_dir / "predictions.csv", index=False)
+    write_json(metrics, run_dir / "metrics.json")
+    finetune_predictions(data, per_split, modality).to_csv(run_dir / "predictions.csv", index=False)
     pd.DataFrame(state.history).to_csv(run_dir / "history.csv", index=False)
     plot_outputs(metrics, data, per_split, state.history, ft, run_dir, modality, state.best_epoch)
-    _atomic_save(model_checkpoint(config, model, data, state, manifest_path, fingerprint, base_key, tuned_key,
-                                  head_kwargs), run_dir / "model.pt")
+    save_torch(model_checkpoint(job, model, data, state, fingerprint, base_key, tuned_key, head_kwargs),
+               run_dir / "model.pt")
     for s in SPLITS:
         if s in metrics:
             line = ", ".join(f"{k} {v:.4f}" for k, v in headline(metrics[s], data.multilabel).items())
@@ -707,10 +712,10 @@ def _write_outputs(config, model: FinetuneModel, encoder, feeder: Feeder, data: 
     return metrics
 
 
-def model_checkpoint(config, model: FinetuneModel, data: FinetuneData, state: Progress, manifest_path: Path,
+def model_checkpoint(job: FinetuneJob, model: FinetuneModel, data: FinetuneData, state: Progress,
                      fingerprint: str, base_key: str, tuned_key: str, head_kwargs: dict) -> dict:
     """model.pt of a fine-tuning run: the head (as mer train stores it) + where the encoder is."""
-    ft = config.finetune
+    ft = job.finetune
     m = ft.modality
     return {
         "format": CHECKPOINT_FORMAT,
@@ -724,19 +729,19 @@ def model_checkpoint(config, model: FinetuneModel, data: FinetuneData, state: Pr
         "multilabel": data.multilabel,
         "modality": m,
         "modalities": [m],
-        "encoder": {"dir": "encoder", "options": to_dict(config.features[m]), "base_key": base_key,
+        "encoder": {"dir": "encoder", "options": to_dict(job.encoder_options), "base_key": base_key,
                     "tuned_key": tuned_key, "unfreeze_top": ft.unfreeze_top},
         "cache_keys": {m: tuned_key},
-        "families": {m: config.features[m].encoder},
+        "families": {m: job.encoder_options.encoder},
         "stats": {m: {"mean": model.mean.detach().cpu(), "std": model.std.detach().cpu()}},
-        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
-        "splits": {"column": config.train.split_column, "val_carved": data.val_carved,
-                   "val_groups": list(data.val_groups), "split_seed": config.train.split_seed,
-                   "val_fraction": config.train.val_fraction},
+        "manifest": {"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint},
+        "splits": {"column": job.train.split_column, "val_carved": data.val_carved,
+                   "val_groups": list(data.val_groups), "split_seed": job.train.split_seed,
+                   "val_fraction": job.train.val_fraction},
         "seed": ft.seed,
         "best_epoch": state.best_epoch,
         "fingerprint": fingerprint,
-        "config": config.to_dict(),
+        "config": job.record,
     }
 
 
@@ -750,13 +755,14 @@ def evaluate_finetune_run(run_dir: str | Path, ckpt: dict, split: str = "test", 
     On the run's own manifest and device this reproduces metrics.json exactly: the same
     weights, the same per-split length buckets, eval mode.
     """
-    from mer.pipeline.config import load_config
-    from mer.pipeline.manifest import Manifest
-
     run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.yaml")
-    ft = config.finetune
+    where = str(run_dir / "model.pt")
+    record = ckpt["config"]
+    ft = from_dict(FinetuneConfig, dict(record["finetune"]), where, prefix="finetune")
+    train_cfg = from_dict(TrainConfig, dict(record["train"]), where, prefix="train")
     m = ckpt["modality"]
+    options = from_dict(options_class(ckpt["encoder"]["options"]["encoder"]), dict(ckpt["encoder"]["options"]), where,
+                        prefix=f"features.{m}")
     dev = resolve_device(device or ft.device)
     own = manifest_path is None
     path = Path(ckpt["manifest"]["path"] if own else manifest_path)
@@ -767,12 +773,12 @@ def evaluate_finetune_run(run_dir: str | Path, ckpt: dict, split: str = "test", 
     encoder_dir = run_dir / ckpt["encoder"]["dir"]
     if not encoder_dir.is_dir():
         raise DataError(f"{encoder_dir}: the fine-tuned encoder folder is missing")
-    encoder = load_encoder(encoder_options_for(config.features[m], str(encoder_dir)), dev)
-    data = load_finetune_data(config, manifest, encoder, classes=list(ckpt["classes"]), carve_val=own, log=log)
+    encoder = load_encoder(encoder_options_for(options, str(encoder_dir)), dev)
+    data = load_finetune_data(train_cfg, manifest, encoder, classes=list(ckpt["classes"]), carve_val=own, log=log)
     if own and data.val_groups != list(ckpt["splits"]["val_groups"]):
         raise DataError(f"{run_dir}: the carved validation split differs from training "
                         f"({data.val_groups} vs {ckpt['splits']['val_groups']})")
-    model = build_model(encoder, m, ft, ckpt["init_kwargs"]).to(dev)
+    model = build_finetune_model(encoder, m, ft, ckpt["init_kwargs"]).to(dev)
     model.head.load_state_dict(ckpt["state_dict"])
     with torch.no_grad():
         model.mean.copy_(ckpt["stats"][m]["mean"])
@@ -788,4 +794,4 @@ def evaluate_finetune_run(run_dir: str | Path, ckpt: dict, split: str = "test", 
     return compute_metrics(data.y[got], pred, data.classes, data.multilabel, split)
 
 
-__all__ = ["FinetuneResult", "Interrupted", "evaluate_finetune_run", "finetune", "soft_macro_f1_loss"]
+__all__ = ["FinetuneJob", "FinetuneResult", "Interrupted", "evaluate_finetune_run", "finetune", "soft_macro_f1_loss"]

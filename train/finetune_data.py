@@ -28,32 +28,12 @@ from mer.features.base import Encoder, SampleError
 from mer.features.batching import BatchPolicy, make_batches
 from mer.features.device import to_device
 from mer.pipeline.manifest import Manifest
+from mer.train.config import TrainConfig
 from mer.train.data import encode_labels, resolve_splits
-from mer.train.errors import DataError
 from mer.train.finetune_model import FinetuneModel, SpeechGroup
 
 #: families ``mer finetune`` can train (raw-input Hugging Face encoders)
 FINETUNE_FAMILIES = ("hf-text", "hf-audio")
-
-
-def pick_modality(config, requested: str = "") -> str:
-    """``requested``, else ``finetune.modality``, else the only hf-text/hf-audio key of ``features``."""
-    name = requested or config.finetune.modality
-    candidates = [m for m, o in config.features.items() if o.encoder in FINETUNE_FAMILIES]
-    where = config.source or "config"
-    if not name:
-        if len(candidates) != 1:
-            raise DataError(f"{where}: say which modality to fine-tune (--modality or finetune.modality); "
-                            f"hf-text/hf-audio modalities: {candidates or 'none'}")
-        return candidates[0]
-    if name not in config.features:
-        raise DataError(f"{where}: finetune.modality {name!r} is not a key of 'features' "
-                        f"(known: {', '.join(sorted(config.features)) or 'none'})")
-    family = config.features[name].encoder
-    if family not in FINETUNE_FAMILIES:
-        raise DataError(f"{where}: features.{name} uses encoder {family!r}; mer finetune trains "
-                        f"{' or '.join(FINETUNE_FAMILIES)} encoders only")
-    return name
 
 
 def hf_parts(encoder: Encoder) -> tuple[Any, Any]:
@@ -110,10 +90,9 @@ class FinetuneData:
         return torch.as_tensor(self.y[rows], dtype=dtype, device=device)
 
 
-def load_finetune_data(config, manifest: Manifest, encoder: Encoder, classes: list[str] | None = None,
+def load_finetune_data(train_cfg: TrainConfig, manifest: Manifest, encoder: Encoder, classes: list[str] | None = None,
                        carve_val: bool = True, log=None) -> FinetuneData:
     """Splits and labels as :func:`mer.train.data.load_train_data` makes them; costs from the encoder."""
-    train_cfg = config.train
     info = resolve_splits(manifest, train_cfg.split_column, train_cfg.val_fraction, train_cfg.split_seed, carve_val)
     notes = [info.note] if info.val_carved else []
     if info.val_carved and log:

@@ -25,8 +25,6 @@ and metric, population std over seeds).
 from __future__ import annotations
 
 import copy
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,10 +35,13 @@ import torch
 
 from mer import __version__
 from mer.features.device import resolve_device
-from mer.pipeline.manifest import Manifest
 from mer.train import registry
 from mer.train.criterion import Criterion
-from mer.train.data import CacheError, DataError, TrainData, load_train_data
+from mer.pipeline.config_schema import to_dict
+from mer.train.config import TrainConfig
+from mer.train.data import DataError, TrainData, load_train_data
+from mer.train.job import TrainJob
+from mer.train.outputs import save_torch, write_json, write_yaml
 from mer.train.metrics import compute_metrics, headline
 from mer.train.plots import plot_confusion, plot_curves, plot_multilabel_confusion
 from mer.train.trainer import FitResult, predict_rows, seed_everything, true_labels
@@ -49,58 +50,33 @@ SPLITS = ("train", "val", "test")
 CHECKPOINT_FORMAT = 1
 
 
-def resolve_modalities(config) -> list[str]:
-    """``train.modalities``, or every ``features`` key when empty."""
-    mods = list(config.train.modalities or list(config.features))
+def resolve_modalities(train_cfg: TrainConfig, available: list[str], where: str = "config") -> list[str]:
+    """``train.modalities``, or every available modality (the keys of ``features``) when empty."""
+    mods = list(train_cfg.modalities or available)
     if not mods:
-        raise ValueError(f"{config.source or 'config'}: no modality: 'features' is empty")
+        raise ValueError(f"{where}: no modality: 'features' is empty")
     return mods
 
 
-def model_modalities(config) -> list[str]:
+def model_modalities(train_cfg: TrainConfig, available: list[str], where: str = "config") -> list[str]:
     """The modalities the configured model trains on; DataError when it cannot take them.
 
-    ``train.modalities`` (default: every ``features`` key), narrowed by the model
+    ``train.modalities`` (default: every available modality), narrowed by the model
     (``unimodal`` uses only the first).
     """
-    cls = registry.model_class(config.train.model)
-    modalities = cls.use_modalities(resolve_modalities(config))
+    cls = registry.model_class(train_cfg.model)
+    modalities = cls.use_modalities(resolve_modalities(train_cfg, available, where))
     try:
         cls.check_modalities(modalities)
     except ValueError as exc:
-        raise DataError(f"{config.source or 'config'}: {exc}") from None
+        raise DataError(f"{where}: {exc}") from None
     return modalities
 
 
-def manifest_for(config, overrides: tuple[str, ...] | list[str] = ()) -> tuple[Manifest, Path]:
-    """The manifest the caches were built from: ``<cache root>/<corpus>/manifest.csv``."""
-    from mer.pipeline.corpus import manifest_path
-
-    path = manifest_path(config)
-    if not path.is_file():
-        mods = resolve_modalities(config)
-        sets = "".join(f" --set {o}" for o in overrides)
-        cmds = "\n".join(f"  mer extract -c {config.source or '<config.yaml>'}{sets} --modality {m}" for m in mods)
-        raise CacheError(f"cannot train: no manifest at {path}; extract the features first "
-                         f"(it writes the manifest):\n{cmds}")
-    return Manifest.load(path), path.resolve()
-
-
-def default_run_dir(config, modalities: list[str]) -> Path:
-    """``<output>/<corpus>/<model>-<m1+m2>-<YYYYmmdd-HHMMSS>`` (a suffix if it exists)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(config.output) / config.corpus / f"{config.train.model}-{'+'.join(modalities)}-{stamp}"
-    path, k = base, 2
-    while path.exists():
-        path = base.with_name(f"{base.name}-{k}")
-        k += 1
-    return path
-
-
-def _json_dump(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+def load_job_data(job: TrainJob, device: torch.device, reuse: bool = False, log=None) -> TrainData:
+    """The job's features on ``device``, in the order of ``job.sources``."""
+    return load_train_data(job.train, job.manifest, job.sources, device=device,
+                           sequences=registry.entry(job.train.model).sequences, reuse=reuse, log=log)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -132,13 +108,14 @@ def predictions_table(model, data: TrainData, criterion: Criterion) -> pd.DataFr
     return table
 
 
-def checkpoint(model, config, data: TrainData, seed: int, fit: FitResult, manifest_path: Path) -> dict:
+def checkpoint(model, job: TrainJob, record: dict, data: TrainData, seed: int, fit: FitResult) -> dict:
     """The content of model.pt (loadable with ``torch.load(weights_only=True)``)."""
-    ent = registry.entry(config.train.model)
+    train_cfg = job.train
+    ent = registry.entry(train_cfg.model)
     return {
         "format": CHECKPOINT_FORMAT,
         "mer_version": __version__,
-        "model": config.train.model,
+        "model": train_cfg.model,
         "model_class": ent.model,
         "init_kwargs": copy.deepcopy(model.init_kwargs),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -149,13 +126,13 @@ def checkpoint(model, config, data: TrainData, seed: int, fit: FitResult, manife
         "families": {m: d.family for m, d in data.modalities.items()},
         "outputs": {m: d.output for m, d in data.modalities.items()},
         "stats": data.stats(),
-        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
-        "splits": {"column": config.train.split_column, "val_carved": data.val_carved,
-                   "val_groups": list(data.val_groups), "split_seed": config.train.split_seed,
-                   "val_fraction": config.train.val_fraction},
+        "manifest": {"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint},
+        "splits": {"column": train_cfg.split_column, "val_carved": data.val_carved,
+                   "val_groups": list(data.val_groups), "split_seed": train_cfg.split_seed,
+                   "val_fraction": train_cfg.val_fraction},
         "seed": seed,
         "best_epoch": fit.best_epoch,
-        "config": config.to_dict(),
+        "config": record,
     }
 
 
@@ -186,8 +163,8 @@ class RunResult:
     metrics: dict
 
 
-def train_one(config, data: TrainData, run_dir: Path, seed: int, manifest_path: Path,
-              progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+def train_one(job: TrainJob, data: TrainData, run_dir: Path, seed: int, progress: bool = True,
+              log: Callable[[str], None] = print) -> RunResult:
     """Train one seed on loaded ``data`` and write the run folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,44 +174,46 @@ def train_one(config, data: TrainData, run_dir: Path, seed: int, manifest_path: 
         lines.append(line)
         log(line)
 
-    config = copy.deepcopy(config)
-    config.train.modalities = list(data.modalities)
-    config.train.seeds = [seed]
-    config.dump(run_dir / "config.yaml")
+    train_cfg = copy.deepcopy(job.train)
+    train_cfg.modalities = list(data.modalities)
+    train_cfg.seeds = [seed]
+    record = {**job.record, "train": to_dict(train_cfg)}
+    write_yaml(record, run_dir / "config.yaml")
     device = data.device
     seed_everything(seed)
-    cls = registry.model_class(config.train.model)
-    kwargs = cls.from_config(config.train, data.inputs(), data.num_classes)
+    cls = registry.model_class(train_cfg.model)
+    kwargs = cls.from_config(train_cfg, data.inputs(), data.num_classes)
     model = cls(**kwargs).to(device)
     model.init_kwargs = kwargs
     for note in data.notes:
         lines.append(note)
-    say(f"{config.train.model} on {'+'.join(data.modalities)}, seed {seed}, device {device}, "
+    say(f"{train_cfg.model} on {'+'.join(data.modalities)}, seed {seed}, device {device}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir}")
-    fit = registry.fit_function(config.train.model)(model, data, config.train, seed, device, progress=progress, log=say)
+    fit = registry.fit_function(train_cfg.model)(model, data, train_cfg, seed, device, progress=progress, log=say)
 
     criterion = Criterion(data.multilabel)
     metrics = split_metrics(model, data, criterion)
     labeled = data.labeled.cpu().numpy()
     metrics["run"] = {
-        "model": config.train.model, "modalities": list(data.modalities), "seed": seed,
+        "model": train_cfg.model, "modalities": list(data.modalities), "seed": seed,
         "best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "stopped_early": fit.stopped_early,
-        "select_metric": config.train.select_metric, "best_val": fit.best_score,
+        "select_metric": train_cfg.select_metric, "best_val": fit.best_score,
         "val_carved": data.val_carved, "val_groups": list(data.val_groups),
         "samples": {s: int(((data.split == s) & labeled).sum()) for s in SPLITS},
         "missing": {m: int((~d.present).sum()) for m, d in data.modalities.items()},
         "cache_keys": {m: d.cache_key for m, d in data.modalities.items()},
-        "manifest": {"path": str(manifest_path), "fingerprint": data.manifest_fingerprint},
+        "manifest": {"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint},
         "notes": list(data.notes),
     }
-    _json_dump(metrics, run_dir / "metrics.json")
+    # model.pt first: a run folder with metrics.json always has a complete model.pt beside it
+    save_torch(checkpoint(model, job, record, data, seed, fit), run_dir / "model.pt")
+    write_json(metrics, run_dir / "metrics.json")
     predictions_table(model, data, criterion).to_csv(run_dir / "predictions.csv", index=False)
     pd.DataFrame(fit.history).to_csv(run_dir / "history.csv", index=False)
-    if config.train.plots:
-        plot_test_confusion(metrics, model, data, criterion, run_dir, config.train.model)
-    if config.train.plots and fit.history:
-        plot_curves(fit.history, config.train.select_metric, run_dir / "curves.png", fit.best_epoch)
-    torch.save(checkpoint(model, config, data, seed, fit, manifest_path), run_dir / "model.pt")
+    if train_cfg.plots:
+        plot_test_confusion(metrics, model, data, criterion, run_dir, train_cfg.model)
+    if train_cfg.plots and fit.history:
+        plot_curves(fit.history, train_cfg.select_metric, run_dir / "curves.png", fit.best_epoch)
     (run_dir / "log.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return RunResult(run_dir, metrics)
 
@@ -252,32 +231,24 @@ def summarise(results: list[RunResult], multilabel: bool) -> dict:
     return out
 
 
-def train_experiment(config, run_dir: Path | None = None, seeds: list[int] | None = None,
-                     overrides: tuple[str, ...] | list[str] = (), progress: bool = True,
-                     log: Callable[[str], None] = print) -> tuple[Path, dict, list[RunResult]]:
-    """``mer train``: verify caches, load the features once, train every seed.
+def train_seeds(job: TrainJob, run_dir: Path, seeds: list[int], progress: bool = True,
+                log: Callable[[str], None] = print) -> tuple[dict, list[RunResult]]:
+    """``mer train``'s stage: load the features once, train every seed.
 
-    Returns (run folder, summary, per-seed results); the summary is written as
-    ``summary.json`` when there are several seeds.
+    Returns (summary, per-seed results); the summary is written as ``summary.json`` when there
+    are several seeds (one ``seed<k>/`` folder each).
     """
-    modalities = model_modalities(config)
-    if modalities != resolve_modalities(config):
-        log(f"{config.train.model} trains on {modalities} only (of {resolve_modalities(config)})")
-    manifest, manifest_path = manifest_for(config, overrides)
-    device = resolve_device(config.train.device)
-    data = load_train_data(config, manifest, modalities, device=device,
-                           sequences=registry.entry(config.train.model).sequences, overrides=overrides, log=log)
-    seeds = list(seeds if seeds is not None else config.train.seeds) or [0]
-    run_dir = Path(run_dir) if run_dir else default_run_dir(config, modalities)
+    data = load_job_data(job, resolve_device(job.train.device), log=log)
+    seeds = list(seeds) or [0]
     results = []
     for seed in seeds:
         folder = run_dir if len(seeds) == 1 else run_dir / f"seed{seed}"
-        results.append(train_one(config, data, folder, seed, manifest_path, progress, log))
+        results.append(train_one(job, data, folder, seed, progress, log))
     summary = summarise(results, data.multilabel)
     if len(seeds) > 1:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _json_dump(summary, run_dir / "summary.json")
-    return run_dir, summary, results
+        write_json(summary, run_dir / "summary.json")
+    return summary, results
 
 
 def format_table(summary: dict, multilabel: bool) -> str:

@@ -1,7 +1,7 @@
 """Corpus adapters: a corpus on disk → a :class:`~mer.pipeline.manifest.Manifest`.
 
 Each adapter module defines ``Config`` (a dataclass whose ``name`` field is the adapter
-name, selected by ``dataset.name`` in a config) and ``build(config) -> AdapterResult``.
+name, selected by ``dataset.name`` in a config) and ``build(config, progress=True) -> AdapterResult``.
 Modules are imported lazily.
 """
 
@@ -32,9 +32,9 @@ def config_class(name: str) -> type:
     return _module(name).Config
 
 
-def build_manifest(config) -> AdapterResult:
-    """Run the adapter named by ``config.name``."""
-    return _module(config.name).build(config)
+def build_manifest(config, progress: bool = True) -> AdapterResult:
+    """Run the adapter named by ``config.name`` (``progress``: its progress bar, where it has one)."""
+    return _module(config.name).build(config, progress=progress)
 
 
 __all__ = ["ADAPTERS", "AdapterResult", "LayoutError", "Skip", "build_manifest", "config_class"]

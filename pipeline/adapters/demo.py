@@ -30,7 +30,7 @@ class Config:
     corpus: str = "demo"
 
 
-def build(config: Config) -> AdapterResult:
+def build(config: Config, progress: bool = True) -> AdapterResult:
     path = Path(config.root) / "corpus.csv"
     if not path.is_file():
         raise LayoutError("demo", path, LAYOUT)

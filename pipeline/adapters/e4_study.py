@@ -206,7 +206,7 @@ def _segments_from_table(path: Path, recordings: dict[str, Path], skipped: list[
     return out
 
 
-def build(config: Config) -> AdapterResult:
+def build(config: Config, progress: bool = True) -> AdapterResult:
     root = Path(config.root).expanduser().resolve()
     require_dir("e4", root, LAYOUT)
     recordings = _recordings(root)

@@ -102,6 +102,6 @@ def load_generic(path: str | Path) -> Manifest:
     return read_generic(path)[0]
 
 
-def build(config: Config) -> AdapterResult:
+def build(config: Config, progress: bool = True) -> AdapterResult:
     manifest, notes = read_generic(config.manifest, config.missing_files)
     return AdapterResult(manifest=manifest, notes=notes)

@@ -346,7 +346,7 @@ def _sessions(root: Path, config: Config) -> dict[int, Path]:
     return found
 
 
-def build(config: Config) -> AdapterResult:
+def build(config: Config, progress: bool = True) -> AdapterResult:
     root = Path(config.root).expanduser().resolve()
     require_dir("kemdy20", root, LAYOUT)
     sessions = _sessions(root, config)
@@ -362,7 +362,7 @@ def build(config: Config) -> AdapterResult:
     tagless_files: set[str] = set()
     unreadable: dict[str, str] = {}
 
-    for session, eval_path in tqdm(sessions.items(), desc="kemdy20 sessions", unit="session", leave=False):
+    for session, eval_path in tqdm(sessions.items(), desc="kemdy20 sessions", unit="session", leave=False, disable=not progress):
         source = str(eval_path)
         wav_dir = root / "wav" / f"Session{session:02d}"
         for rec in read_eval(eval_path):

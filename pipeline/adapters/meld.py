@@ -155,7 +155,7 @@ def _media_dir(media_root: Path, split: str) -> Path | None:
     return None
 
 
-def build(config: Config) -> AdapterResult:
+def build(config: Config, progress: bool = True) -> AdapterResult:
     root = Path(config.root).expanduser().resolve()
     require_dir("meld", root, LAYOUT)
     paths = {s: require_file("meld", root / f"{s}_sent_emo.csv", LAYOUT) for s in SPLITS}

@@ -179,7 +179,7 @@ def hash_split(video: str) -> str:
 # --------------------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------------------
-def build(config: Config) -> AdapterResult:
+def build(config: Config, progress: bool = True) -> AdapterResult:
     root = Path(config.root).expanduser().resolve()
     require_dir("mosei", root, LAYOUT)
     labels_path = require_file("mosei", resolve_under(root, config.labels), LAYOUT)
@@ -208,7 +208,7 @@ def build(config: Config) -> AdapterResult:
         names = seq.dimension_names
         if names and [n.lower() for n in names] != list(DIMENSIONS):
             notes.append(f"labels file names its dimensions {names}; read in the SDK order {list(DIMENSIONS)}")
-        for video in tqdm(seq.videos(), desc="mosei videos", unit="video", leave=False):
+        for video in tqdm(seq.videos(), desc="mosei videos", unit="video", leave=False, disable=not progress):
             feats, ivs = seq.read(video)
             wav = audio_dir / f"{video}.wav" if audio_dir is not None else None
             transcript: list[TranscriptSegment] | None = None

@@ -168,7 +168,7 @@ def _index_landmarks(folder: Path) -> dict[tuple[int, ...], Path]:
     return {k: p for k, (_, p) in best.items()}
 
 
-def build(config: Config) -> AdapterResult:
+def build(config: Config, progress: bool = True) -> AdapterResult:
     root = Path(config.root).expanduser().resolve()
     require_dir("ravdess", root, LAYOUT)
     actor_dirs = sorted(p for p in root.iterdir() if p.is_dir() and ACTOR_DIR_RE.match(p.name))

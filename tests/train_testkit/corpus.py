@@ -87,7 +87,7 @@ def make_corpus(root: Path, n: int = 96, dims: dict[str, int] | None = None, *, 
 
 def extract_all(config_path: Path, modalities: list[str] | None = None, overrides=()):
     """Build the caches through the real extraction (embedded scheduler, no progress bar)."""
-    from mer.pipeline.config import load_config
+    from mer.config import load_config
     from mer.pipeline.extract import extract
 
     config = load_config(config_path, list(overrides))

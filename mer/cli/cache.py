@@ -1,124 +1,19 @@
-"""``mer extract`` and ``mer cache ls | verify | gc``.
-
-Exit codes of ``mer extract``: 0 done; 1 more failed samples than ``--max-failures`` allows
-(see the modality's ``failures.jsonl``); 2 a config/manifest/cache problem to fix;
-75 (EX_TEMPFAIL) another process is writing the same encoder directory (retry later, or
-pass ``--wait``).
-
-These commands register themselves on the ``mer`` group (``pipeline/cli.py`` imports this
-module at its end), which keeps the import order safe whichever module is imported first.
-"""
+"""``mer cache ls | verify | gc``: inspect, verify and clean the feature cache."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import click
 
-from mer.features.base import EncoderUnavailable
-from mer.pipeline.cache import CacheError, describe_dir, encoder_dir, encoder_dirs, remove_encoder_dir, scan
+from mer.cli.options import human_bytes, load
+from mer.pipeline.cache import describe_dir, encoder_dirs, remove_encoder_dir, scan
 from mer.pipeline.cache_lock import LOCK_NAME, CacheLocked, DirLock
-from mer.pipeline.cli import cli, config_option, load
-
-EXIT_FAILURES = 1
-EXIT_USER_ERROR = 2
-EXIT_LOCKED = 75
 
 
-class _TqdmHandler(logging.Handler):
-    """Log lines that do not break a running progress bar (printed above it, on stderr)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # noqa: BLE001 - logging's own error path (prints the problem)
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def cli_logging(level: int = logging.INFO) -> Iterator[None]:
-    logger = logging.getLogger("mer")
-    handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-@cli.command("extract")
-@config_option
-@click.option("--modality", "modalities", multiple=True, metavar="NAME",
-              help="Only this modality (a key of 'features'); repeatable. Default: all.")
-@click.option("--scheduler", default="", metavar="ADDRESS",
-              help="dask.distributed scheduler address (workers must see the cache directory).")
-@click.option("--workers", type=click.IntRange(min=0), default=0,
-              help="Start a local cluster of N worker processes (one per GPU on GPU machines).")
-@click.option("--device", default=None, metavar="DEVICE",
-              help="cpu | cuda | cuda:N | auto (default: the config's extract.device).")
-@click.option("--max-failures", type=float, default=None,
-              help="Tolerated failed samples per modality: a count (>= 1) or a fraction (< 1). Default: config.")
-@click.option("--retry-failures", is_flag=True, help="Re-extract the shards that contain failed samples.")
-@click.option("--wait", is_flag=True, help="Wait for another extract writing the same cache instead of refusing.")
-@click.option("--no-progress", is_flag=True, help="No progress bar (it is hidden anyway when stderr is not a terminal).")
-def extract_cmd(config_path: str, overrides: tuple[str, ...], modalities: tuple[str, ...], scheduler: str,
-                workers: int, device: str | None, max_failures: float | None, retry_failures: bool, wait: bool,
-                no_progress: bool) -> None:
-    """Extract frozen-encoder features into the sharded HDF5 cache (resumable).
-
-    Re-running skips complete shards (checksums verified), redoes missing or corrupt ones and
-    extracts only samples that are new in the manifest; on a complete cache it loads no model.
-
-    \b
-    Exit codes: 0 done; 1 more failures than --max-failures (see failures.jsonl);
-    2 config/manifest/cache problem; 75 another extract is writing the same cache.
-    """
-    from mer.pipeline.extract import extract
-
-    if scheduler and workers:
-        raise click.UsageError("give either --scheduler or --workers, not both")
-    config = load(config_path, overrides)
-    with cli_logging():
-        try:
-            report = extract(config, list(modalities) or None, scheduler=scheduler, workers=workers, device=device,
-                             max_failures=max_failures, retry_failures=retry_failures, wait=wait,
-                             progress=not no_progress)
-        except CacheLocked as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_LOCKED)
-        except (CacheError, EncoderUnavailable) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USER_ERROR)
-    click.echo(report.summary())
-    exceeded = report.exceeded()
-    for m in exceeded:
-        limit = f"{m.max_failures:g}" + (f" = {m.allowed_failures:.1f} samples" if 0 < m.max_failures < 1 else "")
-        click.echo(f"error: {m.modality}: {m.failures} of {m.present} samples failed (max failures {limit}); "
-                   f"see {m.failures_path}", err=True)
-    if exceeded:
-        sys.exit(EXIT_FAILURES)
-
-
-@cli.group("cache")
+@click.group("cache")
 def cache_group() -> None:
     """Inspect, verify and clean the feature cache."""
 
@@ -206,7 +101,7 @@ def gc_cmd(config_paths: tuple[str, ...], overrides: tuple[str, ...], root: str 
         roots.append(Path(config.cache.root))
         for modality, options in config.features.items():
             key = build_encoder(options).key()
-            keep.add(encoder_dir(config.cache.root, config.corpus, modality, key).resolve())
+            keep.add(config.layout.encoder_dir(modality, key).resolve())
     if root:
         roots.append(Path(root))
     seen: set[Path] = set()
@@ -236,3 +131,6 @@ def gc_cmd(config_paths: tuple[str, ...], overrides: tuple[str, ...], root: str 
         except CacheLocked as exc:
             click.echo(f"skipped {directory}: {exc}", err=True)
     click.echo(f"removed {removed} encoder cache(s), freed {human_bytes(freed)}")
+
+
+COMMANDS = (cache_group,)

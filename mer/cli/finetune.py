@@ -1,22 +1,18 @@
-"""``mer finetune`` (registered on the ``mer`` group in :mod:`mer.pipeline.cli`).
+"""``mer finetune``: end-to-end fine-tuning of one text or speech encoder.
 
 Re-running the same command after a kill resumes from ``<run>/checkpoint.pt``; the default
 run folder is derived from the config, the manifest and the base model, so the same
 command finds its own unfinished run again. Expected problems print one message and exit
-with status 2, like the other commands.
+with status 2, like the other commands (:mod:`mer.cli.errors`).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from mer.pipeline.config import load_config
-from mer.train.errors import CacheError, DataError, TrainingError
-
-FINETUNE_ERRORS = (CacheError, DataError, TrainingError)
+from mer.cli.options import load
 
 
 @click.command("finetune")
@@ -39,15 +35,14 @@ def finetune_cmd(config_path: str, modality: str, run_dir: str | None, overrides
     features.<modality>.model=RUN/encoder`) and the outputs of a `mer train` run, so that
     `mer evaluate RUN` works on it.
     """
-    from mer.train.finetune import finetune
+    from mer.finetune import finetune_experiment
 
     overrides = tuple(overrides)
-    config = load_config(config_path, overrides + ((f"finetune.device={device}",) if device else ()))
-    try:
-        result = finetune(config, Path(run_dir) if run_dir else None, modality=modality, overrides=overrides,
-                          progress=not quiet, log=click.echo)
-    except FINETUNE_ERRORS as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    config = load(config_path, overrides + ((f"finetune.device={device}",) if device else ()))
+    result = finetune_experiment(config, Path(run_dir) if run_dir else None, modality=modality, overrides=overrides,
+                                 progress=not quiet, log=click.echo)
     click.echo(f"run: {result.run_dir}")
     click.echo(f"encoder: {result.encoder_dir}")
+
+
+COMMANDS = (finetune_cmd,)

@@ -2,7 +2,7 @@
 
 This is what ``mer demo`` runs after generating the corpus. It is deliberately a thin
 orchestrator over the public stage APIs (:func:`mer.pipeline.extract.extract`,
-:func:`mer.train.run.train_experiment`, :func:`mer.train.evaluate.evaluate_run`), so reading
+:func:`mer.experiment.train_experiment`, :func:`mer.train.evaluate.evaluate_run`), so reading
 it shows how a user would chain the stages in their own scripts.
 """
 
@@ -15,7 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
-from mer.pipeline.config import load_config
+from mer.config import load_config
 
 #: (model, modalities) trained by the demo, in the order of the comparison table
 DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -45,12 +45,12 @@ def run_demo_pipeline(config_path: Path, runs_dir: Path, seeds: list[int],
     """Extract every demo modality, train each of :data:`DEMO_RUNS` over the cache, re-evaluate
     each run from its saved ``model.pt`` (it must reproduce ``metrics.json`` exactly), and
     return the comparison table (mean ± std over ``seeds``), best test macro-F1 first."""
+    from mer.experiment import train_experiment
     from mer.pipeline.extract import extract
     from mer.train.evaluate import evaluate_run, metrics_equal
-    from mer.train.run import train_experiment
 
     config = load_config(config_path)
-    report = extract(config, progress=progress)
+    report = extract(config.pipeline, progress=progress)
     log(report.summary())
     if not report.ok:
         raise RuntimeError(f"extraction recorded more failures than allowed; see the failures.jsonl files under {config.cache.root}")

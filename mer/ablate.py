@@ -42,10 +42,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mer.pipeline.config import load_config
+from mer.config import load_config
+from mer.experiment import experiment_modalities, manifest_for, modality_sources, train_job, trained_modalities
 from mer.pipeline.config_schema import ConfigError, load_yaml
 from mer.train import registry
-from mer.train.data import load_train_data, verify_caches
+from mer.train.data import verify_caches
 from mer.train.metrics import headline
 
 RESULT = "result.json"
@@ -147,10 +148,8 @@ def invalid_reason(config) -> str:
     several modalities is skipped: unimodal would train on the first one only, duplicating
     that modality's own cell under another name.
     """
-    from mer.train.run import resolve_modalities
-
     cls = registry.model_class(config.train.model)
-    listed = resolve_modalities(config)
+    listed = experiment_modalities(config)
     used = cls.use_modalities(listed)
     try:
         cls.check_modalities(used)
@@ -168,18 +167,14 @@ def run_cell(config_path: str, base_overrides: list[str], cell: Cell, seed: int,
     import torch
 
     from mer.features.device import resolve_device
-    from mer.train.run import manifest_for, model_modalities, train_one
+    from mer.train.run import load_job_data, train_one
 
     if threads:
         torch.set_num_threads(threads)
     config = cell_config(config_path, base_overrides, cell, seed)
-    modalities = model_modalities(config)
-    manifest, manifest_path = manifest_for(config, base_overrides)
-    device = resolve_device(config.train.device)
-    data = load_train_data(config, manifest, modalities, device=device,
-                           sequences=registry.entry(config.train.model).sequences,
-                           overrides=base_overrides, reuse=True)
-    result = train_one(config, data, Path(run_dir), seed, manifest_path, progress=progress, log=lambda line: None)
+    job = train_job(config, trained_modalities(config), base_overrides)
+    data = load_job_data(job, resolve_device(config.train.device), reuse=True)
+    result = train_one(job, data, Path(run_dir), seed, progress=progress, log=lambda line: None)
     record = {"cell": cell.name, "overrides": [list(o) for o in cell.overrides], "seed": seed,
               "run_dir": str(run_dir), "metrics": {s: headline(result.metrics[s], data.multilabel)
                                                    for s in ("train", "val", "test") if s in result.metrics},
@@ -212,25 +207,23 @@ def ablate(config_path: str, grid_path: str, overrides: list[str] | tuple[str, .
     out_dir = Path(out) if out else Path(config.output) / config.corpus / f"ablate-{Path(grid_path).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    from mer.train.run import manifest_for, resolve_modalities
-
     tasks, rows = [], []
     needed: set[str] = set()
     described: dict[str, tuple[str, str]] = {}
     for cell in grid.cells():
         first = cell_config(config_path, overrides, cell, grid.seeds[0])
         reason = invalid_reason(first)
-        described[cell.name] = (first.train.model, "+".join(resolve_modalities(first)))
+        described[cell.name] = (first.train.model, "+".join(experiment_modalities(first)))
         for seed in grid.seeds:
             run_dir = out_dir / "cells" / cell.name / f"seed{seed}"
             if reason:
                 rows.append(_row(cell, seed, described[cell.name], "skipped", reason=reason))
                 continue
-            needed.update(resolve_modalities(first))
+            needed.update(experiment_modalities(first))
             tasks.append((cell, seed, run_dir))
     if needed:
         manifest, _ = manifest_for(config, overrides)
-        verify_caches(config, manifest, sorted(needed), overrides)
+        verify_caches(manifest, modality_sources(config, sorted(needed), overrides))
 
     done = {}
     todo = []

@@ -2,8 +2,7 @@
 
 Exit codes as ``mer extract``: 0 done; 1 more failed samples than ``--max-failures`` (see the
 modality's ``failures.jsonl``: samples without rows in their interval); 2 a config / file
-problem; 75 another process writes the same cache directory. Registered on the ``mer`` group
-by ``pipeline/cli.py`` (imported at its end, like ``cli_extract``).
+problem; 75 another process writes the same cache directory (:mod:`mer.cli.errors`).
 """
 
 from __future__ import annotations
@@ -12,14 +11,11 @@ import sys
 
 import click
 
-from mer.pipeline.cache import CacheError
-from mer.pipeline.cache_lock import CacheLocked
-from mer.pipeline.cli import cli, config_option, load
-from mer.pipeline.cli_extract import EXIT_FAILURES, EXIT_LOCKED, EXIT_USER_ERROR, cli_logging
-from mer.pipeline.csd import CsdError
+from mer.cli.errors import EXIT_FAILURES
+from mer.cli.options import cli_logging, config_option, load
 
 
-@cli.command("import-csd")
+@click.command("import-csd")
 @config_option
 @click.option("--modality", required=True, metavar="NAME",
               help="Modality name: the cache folder, and the key of 'features' that trains on it.")
@@ -43,15 +39,8 @@ def import_csd_cmd(config_path: str, overrides: tuple[str, ...], modality: str, 
 
     config = load(config_path, overrides)
     with cli_logging():
-        try:
-            result = import_csd(config, modality, csd_path, root, max_failures=max_failures, wait=wait,
-                                progress=not no_progress)
-        except CacheLocked as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_LOCKED)
-        except (CacheError, CsdError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USER_ERROR)
+        result = import_csd(config.pipeline, modality, csd_path, root, max_failures=max_failures, wait=wait,
+                            progress=not no_progress)
     report = result.report
     click.echo(report.summary())
     m = report.modalities[modality]
@@ -64,3 +53,6 @@ def import_csd_cmd(config_path: str, overrides: tuple[str, ...], modality: str, 
         click.echo(f"error: {modality}: {m.failures} of {m.present} samples have no aligned rows or failed "
                    f"(max failures {limit}); see {m.failures_path}", err=True)
         sys.exit(EXIT_FAILURES)
+
+
+COMMANDS = (import_csd_cmd,)

@@ -1,45 +1,21 @@
-"""``mer train``, ``mer evaluate`` and ``mer ablate`` (registered on the ``mer`` group in
-:mod:`mer.pipeline.cli`). Expected problems (missing cache, bad data, invalid model/modality
-combination) print one message and exit with status 2, like the other commands."""
+"""``mer train``, ``mer evaluate`` and ``mer ablate``: heads over cached features.
+
+Expected problems (missing cache, bad data, invalid model/modality combination) raise and
+become one message with exit status 2 (:mod:`mer.cli.errors`).
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from mer.pipeline.config import load_config
-from mer.train.errors import CacheError, DataError, TrainingError
-
-#: errors that are the user's to fix: one message, exit code 2
-TRAIN_ERRORS = (CacheError, DataError, TrainingError)
-
-
-def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
-
-
-def _seeds(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--seeds") from None
-
-
-def _config_options(f):
-    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a config field, e.g. --set train.lr=3e-4 (repeatable).")(f)
-    return click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                        help="Experiment config (YAML).")(f)
+from mer.cli.options import config_option, load, parse_seeds
 
 
 @click.command("train")
-@_config_options
+@config_option
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: <output>/<corpus>/<model>-<modalities>-<timestamp>).")
 @click.option("--seeds", default=None, help="Comma-separated seeds, e.g. 0,1,2 (default: train.seeds).")
@@ -48,15 +24,13 @@ def _config_options(f):
 def train_cmd(config_path: str, overrides: tuple[str, ...], run_dir: str | None, seeds: str | None,
               device: str | None, quiet: bool) -> None:
     """Train a fusion head over cached features; writes metrics, predictions, plots and model.pt."""
-    from mer.train.run import format_table, train_experiment
+    from mer.experiment import train_experiment
+    from mer.train.run import format_table
 
     overrides = tuple(overrides) + ((f"train.device={device}",) if device else ())
-    config = load_config(config_path, overrides)
-    try:
-        folder, summary, results = train_experiment(config, Path(run_dir) if run_dir else None, _seeds(seeds),
-                                                    overrides, progress=not quiet, log=click.echo)
-    except TRAIN_ERRORS as exc:
-        _fail(exc)
+    config = load(config_path, overrides)
+    folder, summary, results = train_experiment(config, Path(run_dir) if run_dir else None, parse_seeds(seeds),
+                                                overrides, progress=not quiet, log=click.echo)
     click.echo(format_table(summary, config.train.multilabel))
     click.echo(f"run: {folder}")
 
@@ -75,10 +49,7 @@ def evaluate_cmd(run_dir: str, split: str, manifest_path: str | None, device: st
     from mer.train.evaluate import evaluate_run
     from mer.train.metrics import headline
 
-    try:
-        metrics = evaluate_run(run_dir, split, manifest_path, device, log=click.echo)
-    except TRAIN_ERRORS as exc:
-        _fail(exc)
+    metrics = evaluate_run(run_dir, split, manifest_path, device, log=click.echo)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -88,7 +59,7 @@ def evaluate_cmd(run_dir: str, split: str, manifest_path: str | None, device: st
 
 
 @click.command("ablate")
-@_config_options
+@config_option
 @click.option("-g", "--grid", "grid_path", required=True, type=click.Path(dir_okay=False, exists=True),
               help="Grid of axes (YAML): modalities, model, seeds, train.* lists.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -99,13 +70,10 @@ def evaluate_cmd(run_dir: str, split: str, manifest_path: str | None, device: st
 def ablate_cmd(config_path: str, overrides: tuple[str, ...], grid_path: str, out: str | None, scheduler: str,
                workers: int, quiet: bool) -> None:
     """Train every cell of a grid × seeds; writes ablation.csv and ablation.md; resumes."""
-    from mer.train.ablate import ablate
+    from mer.ablate import ablate
 
-    try:
-        folder, table = ablate(config_path, grid_path, overrides, out, scheduler, workers, progress=not quiet,
-                               log=click.echo)
-    except TRAIN_ERRORS as exc:
-        _fail(exc)
+    folder, table = ablate(config_path, grid_path, overrides, out, scheduler, workers, progress=not quiet,
+                           log=click.echo)
     click.echo((folder / "ablation.md").read_text(encoding="utf-8"))
     click.echo(f"wrote {folder / 'ablation.csv'} and {folder / 'ablation.md'}")
 
