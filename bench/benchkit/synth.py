@@ -1,7 +1,7 @@
 """``encoder: benchkit.synth``: class-dependent feature vectors generated from the manifest
 row, written through the real extraction path (shards, spec.json, the cache dtype).
 
-Why not ``train_testkit.synth`` (features spelled out in a manifest column): at 10,000
+Why not ``kit.synth`` (tests/kit) (features spelled out in a manifest column): at 10,000
 samples × ~1,800 dimensions that column is a ~150 MB CSV whose parsing would dominate the
 preparation. Here a vector is ``spread · centre[label] + noise``, the centres drawn from
 ``seed`` and the noise from ``(seed, id)``, so the same options and ids always give the
