@@ -139,6 +139,10 @@ def score_split(model: nn.Module, data: TrainData, split: str, criterion: Criter
     return compute_metrics(true_labels(data, rows), pred, data.classes, data.multilabel, split)
 
 
+#: without a progress bar, one line per this many epochs: a sign of life, not a flood
+EPOCH_BLOCK = 10
+
+
 def check_select_metric(name: str, multilabel: bool) -> None:
     allowed = [m for m in SELECTABLE if multilabel or m != "wa"]
     if name not in allowed:
@@ -210,6 +214,9 @@ def fit(model: nn.Module, data: TrainData, train, seed: int, device: torch.devic
             else:
                 waited += 1
             bar.set_postfix(loss=f"{row['loss']:.4f}", **{train.select_metric: f"{score:.4f}"})
+            if bar.disable and epoch % EPOCH_BLOCK == 0:  # no bar on screen (--quiet, or not a terminal)
+                say(f"epoch {epoch}/{train.epochs}: loss {row['loss']:.4f}, val {train.select_metric} {score:.4f} "
+                    f"(best {result.best_score:.4f} at epoch {result.best_epoch})")
             if waited >= train.patience:
                 result.stopped_early = True
                 say(f"early stop at epoch {epoch}: no {train.select_metric} gain for {train.patience} epochs")
