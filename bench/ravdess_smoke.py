@@ -15,8 +15,8 @@ What runs (``configs/ravdess.yaml`` with ``--set`` overrides, nothing else chang
 * ``unimodal`` on eGeMAPS and on mean-pooled log-mel (supervised MLP heads; Adam, see
   ``HEAD_SETTINGS``: the config's SGD settings are the MPUC pre-training's);
 * ``mpuc`` on mel (TCN encoder) + eGeMAPS (MLP encoder), the config's MPUC settings
-  (unsupervised pairwise InfoNCE, 90-frame crops, early stop on the validation contrastive
-  loss, linear probe chosen on validation). MPUC needs two modalities (a pairwise loss), so
+  (unsupervised pairwise InfoNCE, two 3-s views cut at the same seconds in every modality,
+  early stop on the validation contrastive loss, linear probe chosen on validation). MPUC needs two modalities (a pairwise loss), so
   the mel-only figure is the mel TCN encoder of that run probed ALONE: its frozen 512-d
   outputs, a logistic regression fitted on train and chosen on validation like the run's.
 

@@ -117,6 +117,10 @@ def from_dict(cls: type, data: dict, source: str, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    retired = getattr(cls, "RETIRED_KEYS", {})
+    for name in sorted(set(data) & set(retired)):
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"{source}: '{where}{name}' is no longer a key: {retired[name]}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""

@@ -43,10 +43,17 @@ class MpucConfig:
     dim: int = 512
     temperature: float = 0.07
     loss: Literal["unsupervised", "supervised"] = "unsupervised"
-    #: reproduce the original code's quirks (masked same-view entry, loss × 1/2)
+    #: reproduce the original code's loss: its positive is the partner modality's OTHER time
+    #: window, the same window is masked out, and the loss is × 1/2 (supervised: its labelled
+    #: loss, same-window entry masked, 1/(|P|+1)); see mer.train.losses.infonce / .supcon
     original_quirks: bool = False
-    #: temporal crop length (frames) of each of the two views of a sequence
-    crop: int = 90
+    #: length in SECONDS of each view's time window; one window per view is drawn per clip and
+    #: cut from every sequence modality at its own frame rate (the original: 90 frames of
+    #: 30 fps = 3.0 s on RAVDESS, 30 frames = 1.0 s on CMU-MOSEI)
+    crop_seconds: float = 3.0
+    #: frames per second of sequence modalities whose cache does not record it (the log-mel
+    #: cache records its hop; OpenFace landmarks follow the video, e.g. {face: 29.97})
+    frame_rates: dict[str, float] = field(default_factory=dict)
     pretrain_epochs: int = 100
     #: linear: logistic-regression probe (the paper's protocol); mlp: the original 2-layer MLP
     probe: Literal["linear", "mlp"] = "linear"
@@ -61,6 +68,10 @@ class MpucConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-3
     batch_size: int = 32
+    #: the original's StepLR schedule of the pre-training lr: × lr_gamma every lr_step epochs
+    #: (0 = constant lr); the original: step 100 on RAVDESS, 5 on CMU-MOSEI, gamma 0.9
+    lr_step: int = 100
+    lr_gamma: float = 0.9
     #: class-balanced pre-training batches (uses training labels; the original did this)
     balanced_sampling: bool = False
     #: early stopping of pre-training: val_loss = the validation split's contrastive loss on
@@ -75,16 +86,30 @@ class MpucConfig:
     tcn_channels: int = 64
     tcn_hidden: int = 128
     stgcn_channels: list[int] = field(default_factory=lambda: [64, 128])
+    #: ST-GCN adjacency normalisation: paper = D^-1/2 (A + I) D^-1/2 (methods.md); original =
+    #: the original code's A + 2I (its adjacency file already held the self loops and
+    #: get_normalized_adj added I again)
+    stgcn_adjacency: Literal["paper", "original"] = "paper"
     transformer_dim: int = 128
     transformer_layers: int = 2
     dropout: float = 0.1
+
+    #: keys of older configs, with what replaced them (config_schema.from_dict raises this)
+    RETIRED_KEYS = {"crop": "mpuc.crop counted frames of each modality separately; views are now one time "
+                            "window in seconds for every modality: set mpuc.crop_seconds = frames / frame rate "
+                            "(90 frames at 30 fps = 3.0)"}
 
     def __post_init__(self) -> None:
         bad = {m: e for m, e in self.encoders.items() if e not in MPUC_ENCODERS}
         if bad:
             raise ValueError(f"mpuc.encoders: unknown encoder(s) {bad}; choose from {list(MPUC_ENCODERS)}")
-        if self.crop < 1:
-            raise ValueError(f"mpuc.crop must be >= 1, got {self.crop}")
+        if not self.crop_seconds > 0:
+            raise ValueError(f"mpuc.crop_seconds must be > 0, got {self.crop_seconds}")
+        bad_rates = {m: r for m, r in self.frame_rates.items() if not r > 0}
+        if bad_rates:
+            raise ValueError(f"mpuc.frame_rates must be > 0 frames per second, got {bad_rates}")
+        if self.lr_step < 0 or not 0 < self.lr_gamma <= 1:
+            raise ValueError(f"mpuc.lr_step must be >= 0 and mpuc.lr_gamma in (0, 1], got {self.lr_step}, {self.lr_gamma}")
         if self.batch_size < 2:
             raise ValueError(f"mpuc.batch_size must be >= 2 (a contrastive batch needs negatives), got {self.batch_size}")
         if not self.probe_c or any(c <= 0 for c in self.probe_c):

@@ -403,6 +403,8 @@ class ModalityData:
     stats: dict[str, np.ndarray] = field(default_factory=dict)
     #: all-layer caches: ``train.layer`` resolved for this cache (:func:`resolve_layer`)
     layer: str = ""
+    #: the cache output's attributes (e.g. ``hop_seconds`` of log-mel frames: MPUC-MER's views)
+    attrs: dict = field(default_factory=dict)
 
     @property
     def layers(self) -> int:
@@ -574,7 +576,7 @@ def load_train_data(train_cfg: TrainConfig, manifest: Manifest, sources: dict[st
                 frame_rows = np.repeat(rows, np.diff(raw.seq[1]))
                 st = fit_stats(np.where(frame_rows[:, None], data, np.float32(0.0)), frame_rows)
         md = ModalityData(m, src.family, src.key, raw.output,
-                          present=torch.as_tensor(present, device=device), stats=st)
+                          present=torch.as_tensor(present, device=device), stats=st, attrs=dict(raw.attrs))
         if raw.seq is None:
             clean = np.where(_mask_like(present, data), data, np.float32(0.0))
             md.x = torch.as_tensor(apply_stats(clean, present, st), device=device)

@@ -11,14 +11,24 @@ Pre-training
     ``mpuc.balanced_sampling``; rows with fewer than two present modalities are skipped
     (they are in no pair). Validation and test inputs are never trained on: the original
     trained transductively on CMU-MOSEI's test inputs, mer does not;
-  * views: two independent random crops of ``mpuc.crop`` frames per sequence (shorter
-    clips whole, length-masked); a pooled vector is its own single view (V = 1);
+  * views (:func:`view_inputs`): per clip and view, ONE random time window of
+    ``mpuc.crop_seconds``, cut from every sequence modality at its own frame rate
+    (:func:`frame_rates`), as the original cut audio and landmarks at the same frames: view v
+    of every modality shows the same moment, which is what makes (m, v) and (n, v) a positive
+    pair. The window lies inside what every present modality covers; a clip shorter than the
+    window gives, in every modality, the seconds they all cover (length-masked). A pooled
+    vector covers the whole clip and is the same vector for both views (V = 1 to the loss),
+    standing for both windows in the loss. The windows are drawn and gathered for the whole batch at
+    once (index arithmetic, :mod:`mer.train.sequences`); landmarks are normalised per clip once,
+    before cropping (:meth:`Branch.clip_frames`), exactly as evaluation's whole clips;
   * loss: :func:`~mer.train.losses.infonce.pairwise_infonce` (τ = ``mpuc.temperature``,
     ``original_quirks``) or :func:`~mer.train.losses.supcon.pairwise_supcon` with the
     class (multi-label: the label-set id) as positives; absent modalities are masked out;
   * optimiser: the original's SGD (lr 1e-3, momentum 0.9, weight decay 1e-3, batch 32:
-    ``mpuc.*``), gradient norm clipped to ``train.grad_clip``; class-balanced sampling off
-    by default (it needs labels, and an unsupervised objective has no classes to balance);
+    ``mpuc.*``) with its StepLR (× ``lr_gamma`` every ``lr_step`` epochs), gradient norm
+    clipped to ``train.grad_clip``; class-balanced sampling off by default (it needs labels,
+    and an unsupervised objective has no classes to balance);
+  * progress: a bar, or with ``--quiet`` one line per ~tenth of the epochs and one per phase;
   * selection (``mpuc.select``): ``val_loss`` — after every epoch the same contrastive loss
     is scored on the VALIDATION split with fixed crops and fixed batches (no labels, no
     gradient: val inputs are only scored), the lowest epoch is kept and training stops after
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -47,7 +58,7 @@ from mer.train.losses.infonce import pairwise_infonce
 from mer.train.losses.supcon import pairwise_supcon
 from mer.train.models.mpuc import MLPProbe, MPUC
 from mer.train.probe import fit_linear_probe, fit_mlp_probe
-from mer.train.sequences import Padded, pad_rows, random_crops
+from mer.train.sequences import Padded, aligned_crops, draw_windows, pad_rows, row_lengths
 from mer.train.trainer import (
     EVAL_CHUNK,
     FitResult,
@@ -81,21 +92,87 @@ def batch_inputs(data: TrainData, idx: Tensor) -> dict[str, Tensor | Padded]:
     return out
 
 
-def view_inputs(data: TrainData, idx: Tensor, crop: int, generator: torch.Generator) -> dict[str, Tensor | Padded]:
-    """Two random crops per sequence (B, 2, crop, D) + lengths; vectors as they are (one view)."""
+def frame_rates(data: TrainData, configured: dict[str, float]) -> dict[str, float]:
+    """Frames per second of every sequence modality: ``mpuc.frame_rates``, else the cache's record.
+
+    The log-mel cache records ``hop_seconds``; a cache that records neither it nor ``fps``
+    (OpenFace landmarks follow their video's rate) must be given one in ``mpuc.frame_rates``.
+    """
+    rates = {}  # names of modalities not trained are ignored: one config serves several modality sets
+    for m, d in data.modalities.items():
+        if d.x is not None:
+            continue
+        if m in configured:
+            rates[m] = float(configured[m])
+        elif float(d.attrs.get("hop_seconds", 0) or 0) > 0:
+            rates[m] = 1.0 / float(d.attrs["hop_seconds"])
+        elif float(d.attrs.get("fps", 0) or 0) > 0:
+            rates[m] = float(d.attrs["fps"])
+        else:
+            raise TrainingError(f"modality {m!r}: its cache ({d.family} {d.cache_key}, output {d.output!r}) does not "
+                                "record a frame rate, which MPUC-MER needs to cut every modality at the same "
+                                f"seconds; set it: --set train.mpuc.frame_rates.{m}=<frames per second> "
+                                "(e.g. 29.97 for OpenFace landmarks of RAVDESS videos)")
+    return rates
+
+
+@dataclass
+class ViewSource:
+    """What the view builder cuts from: per sequence modality, its frames and frame rate."""
+
+    #: flat frames (F, D) per sequence modality (landmarks: already normalised per clip)
+    values: dict[str, Tensor]
+    rates: dict[str, float]
+
+
+def view_source(model: MPUC, data: TrainData, rates: dict[str, float]) -> ViewSource:
+    """The frames to crop views from, prepared ONCE per clip (:meth:`Branch.clip_frames`)."""
+    values = {m: model.branches[m].clip_frames(d.values, d.offsets) for m, d in data.modalities.items()
+              if d.x is None}
+    return ViewSource(values, rates)
+
+
+def clip_duration(data: TrainData, idx: Tensor, rates: dict[str, float]) -> Tensor:
+    """(B,) seconds that every present sequence modality of each row covers (0 without any).
+
+    A row with no present sequence gets 0: its windows start at 0 and span one frame, and the
+    loss ignores it (absent modalities are masked out there).
+    """
+    duration = torch.full((len(idx),), float("inf"), device=data.device, dtype=torch.float64)
+    for m, rate in rates.items():
+        d = data.modalities[m]
+        seconds = row_lengths(d.offsets, idx).double() / rate
+        duration = torch.where(d.present[idx], torch.minimum(duration, seconds), duration)
+    return torch.where(torch.isinf(duration), torch.zeros_like(duration), duration)
+
+
+def view_inputs(data: TrainData, idx: Tensor, seconds: float, source: ViewSource,
+                generator: torch.Generator) -> dict[str, Tensor | Padded]:
+    """Two time-aligned views per row: one window of ``seconds`` per view, cut in every modality.
+
+    Sequences give (B, 2, width_m, D) + lengths; vectors (pooled: they cover the whole clip)
+    are returned once (B, D) and count as the same vector for both views.
+    """
+    duration = clip_duration(data, idx, source.rates)
+    t0 = draw_windows(duration, seconds, 2, generator)
+    span = duration.clamp(max=seconds)  # a clip shorter than the window: its common duration
     out = {}
     for m, d in data.modalities.items():
-        out[m] = random_crops(d.values, d.offsets, idx, crop, 2, generator) if d.x is None else d.x[idx]
+        if d.x is None:
+            out[m] = aligned_crops(source.values[m], d.offsets, idx, t0, span, seconds, source.rates[m])
+        else:
+            out[m] = d.x[idx]
     return out
 
 
-def contrastive_loss(model: MPUC, data: TrainData, idx: Tensor, mp, generator: torch.Generator) -> Tensor:
-    """The pairwise loss of one batch of rows ``idx`` (two fresh views per sequence)."""
-    views = view_inputs(data, idx, mp.crop, generator)
+def contrastive_loss(model: MPUC, data: TrainData, idx: Tensor, mp, source: ViewSource,
+                     generator: torch.Generator) -> Tensor:
+    """The pairwise loss of one batch of rows ``idx`` (two fresh aligned views per clip)."""
+    views = view_inputs(data, idx, mp.crop_seconds, source, generator)
     present = {m: d.present[idx] for m, d in data.modalities.items()}
-    z = model.project_views(views, present)
+    z = model.project_views(views, present, prepared=True)
     if mp.loss == "supervised":
-        return pairwise_supcon(z, data.group_y[idx], mp.temperature, mask=present)
+        return pairwise_supcon(z, data.group_y[idx], mp.temperature, mask=present, quirks=mp.original_quirks)
     return pairwise_infonce(z, mp.temperature, quirks=mp.original_quirks, mask=present)
 
 
@@ -110,8 +187,10 @@ def pretrain_rows(data: TrainData, split: str, labeled_only: bool) -> np.ndarray
 
 
 @torch.no_grad()
-def validation_loss(model: MPUC, data: TrainData, rows: np.ndarray, mp, seed: int) -> float:
-    """Contrastive loss on ``rows`` with the same crops and batches every call (eval mode)."""
+def validation_loss(model: MPUC, data: TrainData, rows: np.ndarray, mp, seed: int,
+                    source: ViewSource | None = None) -> float:
+    """Contrastive loss on ``rows`` with the same views and batches every call (eval mode)."""
+    source = source or view_source(model, data, frame_rates(data, mp.frame_rates))
     was = model.training
     model.eval()
     gen = torch.Generator(device=data.device).manual_seed(seed + VAL_SEED_OFFSET)
@@ -121,7 +200,7 @@ def validation_loss(model: MPUC, data: TrainData, rows: np.ndarray, mp, seed: in
         idx = idx_all[s:s + mp.batch_size]
         if len(idx) < 2:
             continue
-        total += float(contrastive_loss(model, data, idx, mp, gen)) * len(idx)
+        total += float(contrastive_loss(model, data, idx, mp, source, gen)) * len(idx)
         count += len(idx)
     model.train(was)
     return total / max(count, 1)
@@ -132,6 +211,24 @@ def make_pretrain_optimizer(model: MPUC, mp) -> torch.optim.Optimizer:
     if mp.optimizer == "sgd":
         return torch.optim.SGD(params, lr=mp.lr, momentum=mp.momentum, weight_decay=mp.weight_decay)
     return torch.optim.Adam(params, lr=mp.lr, weight_decay=mp.weight_decay)
+
+
+def make_pretrain_scheduler(optimizer: torch.optim.Optimizer, mp) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The original's StepLR (stepped once per epoch), or None for a constant lr (``lr_step: 0``)."""
+    if mp.lr_step <= 0:
+        return None
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=mp.lr_step, gamma=mp.lr_gamma)
+
+
+def progress_block(epochs: int) -> int:
+    """Epochs per progress line when there is no progress bar: about ten lines per run."""
+    return max(1, math.ceil(epochs / 10))
+
+
+def describe_views(mp, source: ViewSource) -> str:
+    """One line: the window and what it is in each sequence modality's frames."""
+    parts = [f"{m} {r:g} fps = {max(int(round(mp.crop_seconds * r)), 1)} frames" for m, r in source.rates.items()]
+    return f"views: 2 time-aligned windows of {mp.crop_seconds:g} s" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def pretrain(model: MPUC, data: TrainData, train, seed: int, progress: bool = True,
@@ -154,7 +251,14 @@ def pretrain(model: MPUC, data: TrainData, train, seed: int, progress: bool = Tr
     weights = sampling_weights(data, rows) if mp.balanced_sampling else None
     train_idx = torch.as_tensor(rows, dtype=torch.long, device=data.device)
     optimizer = make_pretrain_optimizer(model, mp)
+    scheduler = make_pretrain_scheduler(optimizer, mp)
+    source = view_source(model, data, frame_rates(data, mp.frame_rates))
     n = len(rows)
+    block = progress_block(mp.pretrain_epochs)
+    say(f"MPUC pre-training seed {seed}: {n} training rows"
+        + (f", {len(val_rows)} validation rows (early stop on their contrastive loss)" if select else "")
+        + f", {mp.pretrain_epochs} epochs max; {describe_views(mp, source)}")
+    started = time.perf_counter()
 
     result = PretrainResult()
     best_state = None
@@ -170,7 +274,7 @@ def pretrain(model: MPUC, data: TrainData, train, seed: int, progress: bool = Tr
                 idx = train_idx[order[s:s + mp.batch_size]]
                 if len(idx) < 2:  # a lone sample has no negative
                     continue
-                loss = contrastive_loss(model, data, idx, mp, crop_gen)
+                loss = contrastive_loss(model, data, idx, mp, source, crop_gen)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"MPUC pre-training: non-finite contrastive loss at epoch {epoch} "
                                         f"(lr {mp.lr}); lower mpuc.lr or check the training features")
@@ -182,8 +286,10 @@ def pretrain(model: MPUC, data: TrainData, train, seed: int, progress: bool = Tr
                 total += loss.detach()
                 batches += 1
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "loss": float(total) / max(batches, 1)}
+            if scheduler is not None:
+                scheduler.step()
             if select:
-                row["val_loss"] = validation_loss(model, data, val_rows, mp, seed)
+                row["val_loss"] = validation_loss(model, data, val_rows, mp, seed, source)
                 if not math.isfinite(row["val_loss"]):
                     raise TrainingError(f"MPUC pre-training: the validation contrastive loss is not finite at "
                                         f"epoch {epoch}; check the validation split's features "
@@ -198,6 +304,11 @@ def pretrain(model: MPUC, data: TrainData, train, seed: int, progress: bool = Tr
             else:
                 waited += 1
             bar.set_postfix(loss=f"{row['loss']:.4f}", **({"val_loss": f"{row['val_loss']:.4f}"} if select else {}))
+            if not progress and (epoch % block == 0 or epoch == mp.pretrain_epochs):
+                say(f"MPUC pre-training seed {seed}: epoch {epoch}/{mp.pretrain_epochs}, loss {row['loss']:.4f}"
+                    + (f", val_loss {row['val_loss']:.4f} (best {result.best_val_loss:.4f} at epoch "
+                       f"{result.best_epoch})" if select else "")
+                    + f", lr {row['lr']:.3g}, {time.perf_counter() - started:.0f} s")
             if select and waited >= mp.patience:
                 result.stopped_early = True
                 say(f"MPUC pre-training: early stop at epoch {epoch}: no validation-loss gain for {mp.patience} epochs")
@@ -255,6 +366,8 @@ def fit(model: MPUC, data: TrainData, train, seed: int, device: torch.device | N
             model.branches[m].set_input_stats(torch.as_tensor(d.stats["mean"]), torch.as_tensor(d.stats["std"]))
     say("MPUC encoders: " + ", ".join(f"{m}: {k}" for m, k in model.kinds.items()))
     pre = pretrain(model, data, train, seed, progress, say)
+    say(f"MPUC probe ({train.mpuc.probe}): embedding {len(data.rows('train'))} training and "
+        f"{len(data.rows('val'))} validation rows with the frozen encoders")
     probe = fit_probe(model, data, train, seed, device or data.device)
     model.eval()
     if probe.kind == "linear":

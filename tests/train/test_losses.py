@@ -237,14 +237,15 @@ def ref_infonce(z: dict, tau=0.07, quirks=False, mask=None) -> float:
             vm, vn = len(Z[m][0]), len(Z[n][0])
             losses = []
             for i in valid:
-                for v in range(vm):
-                    pv = 0 if vn == 1 else (1 - v if vm == 2 else 1)
+                for v in range(max(vm, vn) if vm == 1 else vm):  # a pooled anchor stands for both windows
+                    zi = Z[m][i][v if vm == 2 else 0]
+                    pv = 0 if vn == 1 else (1 - v if quirks else v)
                     cands = [(j, w) for j in valid for w in range(vn)]
-                    if quirks and vn == 2:
-                        cands = [c for c in cands if not (c == (i, v) and v != pv)]
+                    if vn == 2:  # the same clip's other entry is neither positive nor negative
+                        cands = [c for c in cands if c != (i, 1 - pv)]
 
                     def s(j, w):
-                        return dot(Z[m][i][v], Z[n][j][w]) / tau
+                        return dot(zi, Z[n][j][w]) / tau
 
                     lse = math.log(sum(math.exp(s(j, w)) for j, w in cands))
                     losses.append(-(s(i, pv) - lse))
@@ -254,7 +255,7 @@ def ref_infonce(z: dict, tau=0.07, quirks=False, mask=None) -> float:
     return total / 2 if quirks else total
 
 
-def ref_supcon(z: dict, y: list, tau=0.07, mask=None) -> float:
+def ref_supcon(z: dict, y: list, tau=0.07, mask=None, quirks=False) -> float:
     Z = _views(z)
     b = len(y)
     pres = {m: present_list(mask, m, b) for m in Z}
@@ -264,19 +265,24 @@ def ref_supcon(z: dict, y: list, tau=0.07, mask=None) -> float:
             if m == n:
                 continue
             valid = [i for i in range(b) if pres[m][i] and pres[n][i]]
+            vm, vn = len(Z[m][0]), len(Z[n][0])
             losses = []
             for i in valid:
-                for v in range(len(Z[m][0])):
-                    cands = [(j, w) for j in valid for w in range(len(Z[n][0]))]
+                for v in range(vn if vm == 1 else vm):  # a pooled anchor stands for both windows
+                    zi = Z[m][i][v if vm == 2 else 0]
+                    cands = [(j, w) for j in valid for w in range(vn)]
+                    if quirks and vn == 2:
+                        cands = [c for c in cands if c != (i, v)]
                     positives = [(j, w) for j, w in cands if y[j] == y[i]]
-                    if not positives:
+                    if not positives and not quirks:
                         continue
 
                     def s(j, w):
-                        return dot(Z[m][i][v], Z[n][j][w]) / tau
+                        return dot(zi, Z[n][j][w]) / tau
 
                     lse = math.log(sum(math.exp(s(j, w)) for j, w in cands))
-                    losses.append(-mean([s(j, w) - lse for j, w in positives]))
+                    terms = [s(j, w) - lse for j, w in positives]
+                    losses.append(-sum(terms) / (len(terms) + 1) if quirks else -mean(terms))
             if losses:
                 pair_losses.append(mean(losses))
     return mean(pair_losses) if pair_losses else 0.0
@@ -614,12 +620,15 @@ def test_infonce_hand_computed():
     one_view = torch.tensor([[e1], [e2]], dtype=torch.float64)
     z = {"a": one_view, "t": one_view.clone()}
     assert pairwise_infonce(z, temperature=1.0).item() == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-12)
-    # V = 2, one sample with orthogonal views: the positive (other view) has s = 0 and the same
-    # view (s = 1) is a candidate: ℓ = log(e^1 + e^0) = log(1 + e)
-    z2 = {"a": torch.tensor([[e1, e2]], dtype=torch.float64), "t": torch.tensor([[e1, e2]], dtype=torch.float64)}
-    assert pairwise_infonce(z2, temperature=1.0).item() == pytest.approx(math.log(1 + math.e), abs=1e-12)
-    # quirks: the same-view entry is masked → only the positive is left → ℓ = 0, and ×1/2
-    assert pairwise_infonce(z2, temperature=1.0, quirks=True).item() == pytest.approx(0.0, abs=1e-12)
+    # V = 2, two clips with views [e1, e2] and [e2, e1]: the positive (same window) has s = 1, the
+    # clip's other window is left out, the other clip gives s = 0 and s = 1:
+    # ℓ = −[1 − log(e + e^0 + e)] = log(1 + 2e) − 1 for every anchor
+    views = torch.tensor([[e1, e2], [e2, e1]], dtype=torch.float64)
+    z2 = {"a": views, "t": views.clone()}
+    assert pairwise_infonce(z2, temperature=1.0).item() == pytest.approx(math.log(1 + 2 * math.e) - 1, abs=1e-12)
+    # quirks: the positive is the OTHER window (s = 0), the same window is masked:
+    # ℓ = −[0 − log(e^0 + e^0 + e)] = log(2 + e), and × 1/2
+    assert pairwise_infonce(z2, temperature=1.0, quirks=True).item() == pytest.approx(math.log(2 + math.e) / 2, abs=1e-12)
 
 
 def test_infonce_quirks_are_exactly_mask_and_half():
@@ -628,8 +637,10 @@ def test_infonce_quirks_are_exactly_mask_and_half():
     quirky = pairwise_infonce(z, temperature=0.2, quirks=True)
     assert plain.item() == pytest.approx(ref_infonce(z, 0.2, False), abs=TOL)
     assert quirky.item() == pytest.approx(ref_infonce(z, 0.2, True), abs=TOL)
-    # the masking alone (reference without the ×1/2) accounts for the rest of the difference
-    assert quirky.item() * 2 < plain.item()  # removing a candidate can only lower each ℓ
+    # quirks = the default with the partner's windows swapped (positive and masked entry trade
+    # places), × 1/2: exactly, for two modalities
+    swapped = {"a": z["a"], "t": z["t"][:, [1, 0]]}
+    assert quirky.item() * 2 == pytest.approx(pairwise_infonce(swapped, temperature=0.2).item(), abs=1e-12)
     # V = 1 in the partner: the same-view entry IS the positive, so only the ×1/2 remains
     z1 = {m: rand(4, 1, 5, seed=170 + k) for k, m in enumerate("at")}
     assert pairwise_infonce(z1, quirks=True).item() == pytest.approx(pairwise_infonce(z1).item() / 2, abs=1e-12)
@@ -638,13 +649,14 @@ def test_infonce_quirks_are_exactly_mask_and_half():
 # --------------------------------------------------------------------------- SupCon
 
 
+@pytest.mark.parametrize("quirks", [False, True])
 @pytest.mark.parametrize("case", list(LABELS))
 @pytest.mark.parametrize("layout", list(VIEW_LAYOUTS))
-def test_supcon_matches_reference(case, layout):
+def test_supcon_matches_reference(case, layout, quirks):
     y = LABELS[case]
     z = {m: rand(len(y), v, 6, seed=180 + k) for k, (m, v) in enumerate(zip("atl", VIEW_LAYOUTS[layout]))}
-    loss = pairwise_supcon(z, torch.tensor(y))
-    assert loss.item() == pytest.approx(ref_supcon(z, y), abs=TOL)
+    loss = pairwise_supcon(z, torch.tensor(y), quirks=quirks)
+    assert loss.item() == pytest.approx(ref_supcon(z, y, quirks=quirks), abs=TOL)
     assert_finite_grads(loss, z.values())
 
 

@@ -28,6 +28,7 @@ from mer.train.models.stgcn import (
     adjacency,
     face_adjacency,
     face_edges,
+    minmax_per_clip,
     normalized_adjacency,
 )
 from mer.train.models.tcn import TCNEncoder
@@ -57,7 +58,7 @@ def alone_vs_batched(encoder, x, lengths, **kw):
 
 def test_tcn_shapes_and_padding_invariance():
     torch.manual_seed(0)
-    tcn = TCNEncoder(channels=16, hidden=32)
+    tcn = TCNEncoder(channels=16, hidden=32, dropout=0.0)  # train mode: no random dropout mask
     x = torch.randn(3, 70, 128)
     lengths = torch.tensor([70, 23, 1])
     x[1, 23:] = 100.0  # garbage in the padding must not matter
@@ -171,7 +172,7 @@ def test_landmark_branch_undoes_standardisation_and_drops_zero_frames():
     # all-zero frame marked invalid
     valid = torch.ones(1, 10, dtype=torch.bool)
     valid[0, 3] = False
-    ref = br.encoder(raw.view(1, 10, 51, 2), lengths, valid=valid)
+    ref = br.encoder(minmax_per_clip(raw.view(1, 10, 51, 2), valid), lengths, valid=valid)  # normalised per clip
     assert torch.allclose(br.encode(Padded(std_in, lengths)), ref, atol=1e-5)
     assert (br.encode(Padded(std_in, lengths)) - br.encoder(raw.view(1, 10, 51, 2), lengths)).abs().max() > 1e-4
 
@@ -206,8 +207,13 @@ def test_encoder_dispatch_rule_and_overrides():
 def test_mpuc_config_validates_encoder_overrides():
     from mer.pipeline.config_schema import ConfigError, from_dict
 
-    cfg = from_dict(TrainConfig, {"model": "mpuc", "mpuc": {"encoders": {"audio": "tcn"}, "crop": 30}}, "x.yaml")
-    assert cfg.mpuc.encoders == {"audio": "tcn"} and cfg.mpuc.crop == 30
+    cfg = from_dict(TrainConfig, {"model": "mpuc", "mpuc": {"encoders": {"audio": "tcn"}, "crop_seconds": 1.5}}, "x.yaml")
+    assert cfg.mpuc.encoders == {"audio": "tcn"} and cfg.mpuc.crop_seconds == 1.5
+    # the frame-count key of older configs: a clear migration message, not "unknown key"
+    with pytest.raises(ConfigError, match=r"'mpuc.crop' is no longer a key: .*crop_seconds = frames / frame rate"):
+        from_dict(TrainConfig, {"mpuc": {"crop": 90}}, "x.yaml")
+    with pytest.raises(ConfigError, match="crop_seconds must be > 0"):
+        from_dict(TrainConfig, {"mpuc": {"crop_seconds": 0}}, "x.yaml")
     with pytest.raises(ConfigError, match="unknown encoder"):
         from_dict(TrainConfig, {"mpuc": {"encoders": {"audio": "lstm"}}}, "x.yaml")
 
@@ -310,7 +316,7 @@ def synthetic(n=150, classes=3, seed=0, seq_dim=12, nan_splits=(), absent_vec=()
 
 
 def small_train(**mpuc) -> TrainConfig:
-    opts = dict(dim=32, crop=8, pretrain_epochs=8, transformer_dim=16, transformer_layers=1, select="none")
+    opts = dict(dim=32, crop_seconds=0.8, frame_rates={"seq": 10.0, "face": 10.0}, pretrain_epochs=8, transformer_dim=16, transformer_layers=1, select="none")
     opts.update(mpuc)
     return TrainConfig(model="mpuc", mpuc=MpucConfig(**opts))
 
@@ -384,7 +390,8 @@ def test_tcn_and_stgcn_branches_pretrain_and_embed():
     y = torch.tensor(np.arange(n) % 2)
     data = TrainData([f"s{i}" for i in range(n)], np.array(["train"] * 16 + ["val"] * 8), ["a"] * n, ["a", "b"],
                      False, y, ones, y, 2,
-                     {"mel": ModalityData("mel", "logmel", "k1", "frames", ones, values=mel, offsets=offsets),
+                     {"mel": ModalityData("mel", "logmel", "k1", "frames", ones, values=mel, offsets=offsets,
+                                          attrs={"hop_seconds": 0.1}),  # the rate comes from the cache
                       "face": ModalityData("face", "landmarks", "k2", "frames", ones, values=face, offsets=offsets)},
                      "fp", "<memory>", torch.device("cpu"))
     train = small_train(pretrain_epochs=1, tcn_channels=8, tcn_hidden=16, stgcn_channels=[8, 8], batch_size=8)

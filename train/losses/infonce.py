@@ -1,25 +1,28 @@
 """Modality-pairwise InfoNCE (MPUC-MER, methods.md §2): unsupervised, no labels.
 
-Each modality m gives z^m ∈ R^{B×V×D}: V views (V = 2 random temporal crops, or V = 1 when
-only a pooled vector exists) of B clips, L2-normalised here. For an ORDERED pair (m → n):
+Each modality m gives z^m ∈ R^{B×V×D}: V views of B clips, L2-normalised here. The views
+are TIME-ALIGNED (:func:`mer.train.pretrain.view_inputs`): view v of every modality is the
+same time window w_v of the clip; V = 1 is a pooled vector, which covers the whole clip and
+stands for both windows. For an ORDERED pair (m → n):
 
     anchors     a = (i, v)  every (sample, view) of modality m
     candidates  c = (j, w)  every (sample, view) of modality n
-    positive    p(a) = (i, v̄): the same sample's OTHER view in n
+    positive    p(a) = (i, v): the same clip at the same moment, seen by n
     ℓ(a)    = −[ s(a, p(a))/τ − log Σ_c exp(s(a, c)/τ) ],    s = cosine, τ = 0.07
     L_{m→n} = mean_a ℓ(a);     loss = mean over the M(M−1) ordered pairs.
 
-Which view is "the other" when the two modalities have different V:
-  * V_m = 2, V_n = 2: v̄ = 1 − v.
-  * V_n = 1: v̄ = 0, the sample's only view in n (there is no other).
-  * V_m = 1, V_n = 2 (mer's rule; the paper is silent): the single anchor view plays
-    view 0, so v̄ = 1 — the same convention as the V = 2 case seen from view 0.
-The candidates always include the same sample's same view (i, v) in n when it exists and
-is not the positive, so by default it acts as a negative, as the paper's formula reads.
+The same clip's OTHER window in n, (i, 1 − v), is left out of the candidates: it shows the
+same clip (the same emotion) a moment earlier or later, as good a match as the positive,
+so counting it as a negative would put a floor of about log 2 under the loss and push
+apart what the method means to pull together. Different view counts:
+  * V_n = 1 (n pooled): p(a) = (i, 0), the clip's only vector in n; nothing is left out.
+  * V_m = 1, V_n = 2 (m pooled): the pooled anchor stands for both windows, i.e. it is used
+    as anchor (i, 0) and (i, 1), each with its own window's positive (a mean of two terms).
 
-``quirks=True`` reproduces the original code: that same-sample same-view cross-modal entry
-(i, v) is removed from the candidates (only where it exists in n and is not the positive,
-i.e. V_n = 2), and the loss is multiplied by 1/2 (its 1/(|P|+1) with |P| = 1).
+``quirks=True`` reproduces the original code's loss (its SupConLoss with no labels on the
+two aligned views): the positive is the partner's OTHER window (i, 1 − v), the same window
+(i, v) is removed from the candidates, and the loss is multiplied by 1/2 (its 1/(|P|+1)
+with |P| = 1); with V_n = 1 the positive is (i, 0) and nothing is removed.
 
 ``mask`` ({modality: (B,) bool}): a sample missing m or n takes no part in the pair (m, n),
 neither as anchor nor as candidate. Pairs without any such sample are left out of the mean
@@ -38,13 +41,16 @@ from torch import Tensor
 from ._common import batch_size, presence, views, weighted_mean
 
 
-def positive_view(anchor_view: Tensor, v_m: int, v_n: int) -> Tensor:
-    """The view index in n of each anchor's positive (see the module docstring)."""
+def positive_view(anchor_view: Tensor, v_n: int, quirks: bool = False) -> Tensor:
+    """The view index in n of each anchor's positive (anchors of a pooled m are already expanded)."""
     if v_n == 1:
         return torch.zeros_like(anchor_view)
-    if v_m == 2:
-        return 1 - anchor_view
-    return torch.ones_like(anchor_view)
+    return 1 - anchor_view if quirks else anchor_view
+
+
+def anchor_views(zm: Tensor, v_n: int) -> Tensor:
+    """A pooled modality (V = 1) facing a two-view partner stands for both windows: (B, 2, D)."""
+    return zm.expand(-1, v_n, -1) if zm.shape[1] == 1 and v_n == 2 else zm
 
 
 def pair_logits(
@@ -90,14 +96,14 @@ def pairwise_infonce(
         for n in names:
             if m == n:
                 continue
-            v_m, v_n = z[m].shape[1], z[n].shape[1]
-            logits, a_sample, a_view, _, a_valid = pair_logits(z[m], z[n], pres[m] & pres[n], temperature)
+            v_n = z[n].shape[1]
+            zm = anchor_views(z[m], v_n)
+            logits, a_sample, a_view, _, a_valid = pair_logits(zm, z[n], pres[m] & pres[n], temperature)
             rows = torch.arange(logits.shape[0], device=logits.device)
-            pos_col = a_sample * v_n + positive_view(a_view, v_m, v_n)
-            if quirks and v_n == 2:
-                same_view_col = a_sample * v_n + a_view
+            pos_col = a_sample * v_n + positive_view(a_view, v_n, quirks)
+            if v_n == 2:  # the same clip's other entry in n: neither positive nor negative
                 hide = torch.zeros_like(logits, dtype=torch.bool)
-                hide[rows, same_view_col] = same_view_col != pos_col
+                hide[rows, a_sample * v_n + positive_view(a_view, v_n, not quirks)] = True
                 logits = logits.masked_fill(hide, float("-inf"))
             loss = torch.logsumexp(logits, dim=1) - logits[rows, pos_col]
             w = a_valid.to(loss.dtype)

@@ -14,6 +14,19 @@ anchor itself is never a candidate and nothing else is excluded):
 This is SupCon's L_out (mean over positives outside the log). Khosla et al.'s extra factor
 τ/τ_base is 1 at the default τ = τ_base = 0.07 and is not applied.
 
+Views are time-aligned and a pooled V = 1 anchor facing two views stands for both
+windows, as in :func:`pairwise_infonce`.
+
+``quirks=True`` reproduces the original code's labelled loss (its SupConLoss with labels on
+the two aligned views): the anchor's same-window entry (i, v) in n is removed from the
+candidates AND from the positives (only where n has two views), the mean over positives
+divides by |P(a)| + 1 instead of |P(a)|, and every anchor counts in the mean, an anchor
+without positives with a zero loss. By default mer keeps (i, v) — the same clip at the same
+moment is the surest positive — and divides by |P(a)|; on the same inputs the two differ by
+about +0.6 to +2.2 (the default is the larger: it averages log-probabilities without the
+diluting + 1). With multi-hot labels the original weighted positives by a softmax over label
+overlaps; ``quirks`` keeps mer's identical-set positives.
+
 Labels: integers (B,), or multi-hot (B, K) rows, where "same class" means an identical row
 (e.g. a CMU-MOSEI emotion set). ``mask`` ({modality: (B,) bool}) works as in
 :func:`pairwise_infonce`: a sample missing m or n is neither anchor nor candidate for
@@ -29,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._common import batch_size, check_labels, presence, views, weighted_mean
-from .infonce import pair_logits
+from .infonce import anchor_views, pair_logits
 
 
 def pairwise_supcon(
@@ -37,6 +50,7 @@ def pairwise_supcon(
     labels: Tensor,
     temperature: float = 0.07,
     mask: Mapping[str, Tensor] | None = None,
+    quirks: bool = False,
 ) -> Tensor:
     """Supervised pairwise loss over ``z`` ({modality: (B, V, D) or (B, D)}, ≥ 2 modalities)."""
     if not isinstance(z, Mapping) or len(z) < 2:
@@ -59,13 +73,20 @@ def pairwise_supcon(
             if m == n:
                 continue
             valid = pres[m] & pres[n]
-            logits, a_sample, _, c_sample, a_valid = pair_logits(z[m], z[n], valid, temperature)
-            log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+            v_n = z[n].shape[1]
+            logits, a_sample, a_view, c_sample, a_valid = pair_logits(anchor_views(z[m], v_n), z[n], valid, temperature)
             pos = same[a_sample][:, c_sample] & valid[c_sample].unsqueeze(0)
+            if quirks and v_n == 2:  # the original's "self-contrast" mask: the same (sample, window)
+                rows = torch.arange(logits.shape[0], device=logits.device)
+                hide = torch.zeros_like(pos)
+                hide[rows, a_sample * v_n + a_view] = True
+                logits = logits.masked_fill(hide, float("-inf"))
+                pos = pos & ~hide
+            log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
             n_pos = pos.sum(dim=1)
             # where(), not pos * log_prob: dropped candidates hold −inf and 0·(−inf) is NaN
-            loss = -torch.where(pos, log_prob, 0.0).sum(dim=1) / n_pos.clamp(min=1)
-            anchor = a_valid & (n_pos > 0)
+            loss = -torch.where(pos, log_prob, 0.0).sum(dim=1) / (n_pos + 1 if quirks else n_pos.clamp(min=1))
+            anchor = a_valid if quirks else a_valid & (n_pos > 0)
             w = anchor.to(loss.dtype)
             terms.append((loss * w).sum() / w.sum().clamp(min=1.0))
             has.append(anchor.any())

@@ -41,7 +41,7 @@ from mer.train.models.common import FusionHead, InputSpec, ModalityInput, mlp
 from mer.train.models.masking import length_mask, masked_mean
 from mer.train.models.mlp_encoder import MLPEncoder
 from mer.train.models.seq_transformer import SeqTransformerEncoder
-from mer.train.models.stgcn import JAW_POINTS, NUM_NODES, STGCNEncoder
+from mer.train.models.stgcn import JAW_POINTS, NUM_NODES, STGCNEncoder, minmax_per_clip, minmax_ragged
 from mer.train.models.tcn import TCNEncoder
 from mer.train.sequences import Padded
 
@@ -98,17 +98,21 @@ class Branch(nn.Module):
 
     def __init__(self, kind: str, dim_in: int, ragged: bool, layers: int = 0, layer: str = "last",
                  dim: int = 512, dropout: float = 0.1, tcn_channels: int = 64, tcn_hidden: int = 128,
-                 stgcn_channels: tuple[int, ...] = (64, 128), transformer_dim: int = 128, transformer_layers: int = 2):
+                 stgcn_channels: tuple[int, ...] = (64, 128), transformer_dim: int = 128, transformer_layers: int = 2,
+                 stgcn_adjacency: str = "paper"):
         super().__init__()
         self.kind, self.ragged, self.dim_in = kind, ragged, dim_in
         self.register_buffer("in_mean", torch.zeros(dim_in))
         self.register_buffer("in_std", torch.ones(dim_in))
         self.select = None
         if kind == "tcn":
-            self.encoder = TCNEncoder(dim_in, tcn_channels, tcn_hidden, dim)
+            self.encoder = TCNEncoder(dim_in, tcn_channels, tcn_hidden, dim, dropout=dropout)
         elif kind == "stgcn":
             self.points = LANDMARK_DIMS[dim_in]
-            self.encoder = STGCNEncoder(hidden=tuple(stgcn_channels), out_dim=dim, dropout=0.0)
+            # normalize=False: the branch min-max normalises each WHOLE clip itself (clip_frames /
+            # landmark_input), so that a view is a slice of the clip's normalised frames
+            self.encoder = STGCNEncoder(hidden=tuple(stgcn_channels), out_dim=dim, dropout=0.0, normalize=False,
+                                        adjacency=stgcn_adjacency)
         elif kind == "transformer":
             heads = 4 if transformer_dim % 4 == 0 else 1
             self.encoder = SeqTransformerEncoder(dim_in, transformer_dim, heads, transformer_layers,
@@ -125,8 +129,34 @@ class Branch(nn.Module):
         self.in_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(-1))
         self.in_std.copy_(torch.as_tensor(std, dtype=torch.float32).reshape(-1))
 
-    def encode(self, x: Tensor | Padded, present: Tensor | None = None) -> Tensor:
-        """(B, dim) embeddings of a batch: a :class:`Padded` (B, T, D) for ragged inputs, else (B, D) / (B, L, D)."""
+    def landmark_points(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Standardised landmark frames (..., D) → raw (..., 51, 2) points and their validity (...)."""
+        raw = values * self.in_std + self.in_mean  # undo the data layer's standardisation
+        pts = raw.reshape(raw.shape[:-1] + (self.points, 2))
+        if self.points == 68:
+            pts = pts[..., JAW_POINTS:, :]
+        return pts, pts.abs().amax(dim=(-2, -1)) > INVALID_FRAME_TOL
+
+    def clip_frames(self, values: Tensor, offsets: Tensor) -> Tensor:
+        """The flat frames (F, D) of every clip as views are cut from them: prepared per WHOLE clip.
+
+        Landmarks (``stgcn``): raw points min-max normalised per clip over its valid frames
+        (:func:`~mer.train.models.stgcn.minmax_ragged`, the same numbers as evaluation's
+        :func:`~mer.train.models.stgcn.minmax_per_clip` on the whole clip), flattened to
+        (F, 51·2), failed frames zero. Why here and not per crop: a crop's own min-max would
+        stretch a small movement to the full range, so training and evaluation would see
+        differently scaled faces (the original normalised each clip once). Other kinds: as is.
+        """
+        if self.kind != "stgcn":
+            return values
+        pts, valid = self.landmark_points(values)
+        return minmax_ragged(pts, offsets, valid).flatten(1)
+
+    def encode(self, x: Tensor | Padded, present: Tensor | None = None, prepared: bool = False) -> Tensor:
+        """(B, dim) embeddings of a batch: a :class:`Padded` (B, T, D) for ragged inputs, else (B, D) / (B, L, D).
+
+        ``prepared``: ragged values come from :meth:`clip_frames` (views), not whole standardised clips.
+        """
         if not self.ragged:
             if self.select is not None:
                 x = self.select(x, present if present is not None else torch.ones(len(x), dtype=torch.bool, device=x.device))
@@ -138,20 +168,30 @@ class Branch(nn.Module):
             return self.encoder(values, lengths)
         if self.kind == "mlp":
             return self.encoder(masked_mean(values, length_mask(lengths, values.shape[1]).unsqueeze(-1), dim=1))
-        raw = values * self.in_std + self.in_mean  # undo the data layer's standardisation
-        pts = raw.reshape(raw.shape[0], raw.shape[1], self.points, 2)
-        if self.points == 68:
-            pts = pts[:, :, JAW_POINTS:]
-        valid = length_mask(lengths, raw.shape[1]) & (pts.abs().amax(dim=(2, 3)) > INVALID_FRAME_TOL)
+        pts, valid = self.landmark_input(values, lengths, prepared)
         return self.encoder(pts, lengths, valid)
 
-    def encode_views(self, x: Tensor | Padded, present: Tensor | None = None) -> Tensor:
+    def landmark_input(self, values: Tensor, lengths: Tensor, prepared: bool = False) -> tuple[Tensor, Tensor]:
+        """What the ST-GCN sees: (B, T, 51, 2) per-clip normalised points and (B, T) validity.
+
+        Whole clips (evaluation) are normalised here, over the clip; prepared views already
+        hold their clip's normalised points (:meth:`clip_frames`).
+        """
+        if prepared:
+            pts = values.reshape(values.shape[0], values.shape[1], NUM_NODES, 2)
+            valid = pts.abs().amax(dim=(2, 3)) > 0  # clip_frames zeroes failed frames exactly
+        else:
+            pts, valid = self.landmark_points(values)
+        valid = valid & length_mask(lengths, values.shape[1])
+        return (pts if prepared else minmax_per_clip(pts, valid)), valid
+
+    def encode_views(self, x: Tensor | Padded, present: Tensor | None = None, prepared: bool = False) -> Tensor:
         """(B, V, dim) for crops (B, V, T, D) + lengths (B, V), or (B, 1, dim) for a vector."""
         if not self.ragged:
             return self.encode(x, present).unsqueeze(1)
         values, lengths = x
         b, v = lengths.shape
-        h = self.encode(Padded(values.flatten(0, 1), lengths.flatten()))
+        h = self.encode(Padded(values.flatten(0, 1), lengths.flatten()), prepared=prepared)
         return h.view(b, v, -1)
 
     def embed_whole(self, x: Tensor | Padded, present: Tensor | None = None, chunk: int = EMBED_CHUNK) -> Tensor:
@@ -204,7 +244,7 @@ class MPUC(FusionHead):
                  multilabel: bool = False, dim: int = 512, probe: str = "linear", probe_hidden: int = 256,
                  probe_dropout: float = 0.1, dropout: float = 0.1, layer: str = "last", tcn_channels: int = 64,
                  tcn_hidden: int = 128, stgcn_channels: list[int] | None = None, transformer_dim: int = 128,
-                 transformer_layers: int = 2):
+                 transformer_layers: int = 2, stgcn_adjacency: str = "paper"):
         super().__init__()
         self.modalities = [s["name"] for s in inputs]
         self.check_modalities(self.modalities)
@@ -216,7 +256,7 @@ class MPUC(FusionHead):
         self.branches = nn.ModuleDict({
             s["name"]: Branch(self.kinds[s["name"]], s["dim"], self.ragged[s["name"]], s.get("layers", 0), layer, dim,
                               dropout, tcn_channels, tcn_hidden, tuple(stgcn_channels or (64, 128)),
-                              transformer_dim, transformer_layers)
+                              transformer_dim, transformer_layers, stgcn_adjacency)
             for s in inputs
         })
         feat = len(self.modalities) * (dim + 1)
@@ -246,19 +286,24 @@ class MPUC(FusionHead):
                 "dim": mp.dim, "probe": mp.probe, "probe_hidden": mp.probe_hidden, "probe_dropout": train.dropout,
                 "dropout": mp.dropout, "layer": train.layer, "tcn_channels": mp.tcn_channels,
                 "tcn_hidden": mp.tcn_hidden, "stgcn_channels": list(mp.stgcn_channels),
-                "transformer_dim": mp.transformer_dim, "transformer_layers": mp.transformer_layers}
+                "transformer_dim": mp.transformer_dim, "transformer_layers": mp.transformer_layers,
+                "stgcn_adjacency": mp.stgcn_adjacency}
 
     # --- pre-training side ------------------------------------------------------------
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Encoders and projection heads: what contrastive pre-training updates."""
         return list(self.branches.parameters())
 
-    def project_views(self, views: dict[str, Tensor | Padded], present: dict[str, Tensor]) -> dict[str, Tensor]:
-        """{m: (B, V, dim)} projections z of each modality's views (the loss normalises them)."""
+    def project_views(self, views: dict[str, Tensor | Padded], present: dict[str, Tensor],
+                      prepared: bool = False) -> dict[str, Tensor]:
+        """{m: (B, V, dim)} projections z of each modality's views (the loss normalises them).
+
+        ``prepared``: the sequence views were cut from :meth:`Branch.clip_frames`.
+        """
         out = {}
         for m, x in views.items():
             br = self.branches[m]
-            h = br.encode_views(x, present[m])
+            h = br.encode_views(x, present[m], prepared)
             out[m] = br.head(h)
         return out
 

@@ -16,7 +16,13 @@ Edges (:data:`FACE_EDGES_68`, in 68-point numbering; undirected):
   (48-60, 54-64, 51-62, 57-66).
 
 Adjacency: Â = D^-1/2 (A + I) D^-1/2 with D the degree matrix of A + I (Kipf & Welling), a
-fixed buffer. Each ST-GCN block (Yan et al., 2018) is a spatial graph conv (1×1 channel
+fixed buffer (``adjacency="original"``: the original code's A + 2I). The 67 edges above are
+mer's; the original's adjacency file (65 edges) is not published in readable form.
+
+Block type: Yan et al.'s ST-GCN block (spatial graph conv, then a temporal conv), not the
+original code's Yu et al. STGCN (gated temporal conv, Θ graph conv, gated temporal conv,
+BatchNorm over nodes, then a Linear over the flattened T·64 features): that last Linear
+fixes the input length, so it could not embed whole clips of any length at evaluation. Each ST-GCN block (Yan et al., 2018) is a spatial graph conv (1×1 channel
 mix, then aggregation over Â), BN, ReLU, a temporal conv (k = 9 over frames), BN, a residual
 (identity or 1×1 conv + BN), ReLU. The embedding is the masked mean over valid frames and
 all nodes, then Linear(→512).
@@ -24,8 +30,10 @@ all nodes, then Linear(→512).
 Masking: padded frames AND invalid frames (OpenFace ``success = 0``, or any NaN coordinate)
 are zeroed before every temporal conv and excluded from BatchNorm statistics and the mean
 (:class:`~mer.train.models.masking.MaskedBatchNorm`). Each clip is min-max normalised per
-axis over its valid frames and nodes (methods.md: "each clip min-max normalised"); this is
-idempotent, so it is harmless when the cached landmarks are already normalised.
+axis over its valid frames and nodes (methods.md: "each clip min-max normalised"), ONCE per
+whole clip: MPUC-MER's branch normalises the clip (:func:`minmax_per_clip` on whole clips,
+:func:`minmax_ragged` on the flat frames views are cut from) and builds this encoder with
+``normalize=False``; ``normalize=True`` normalises whatever it is given (a lone whole clip).
 """
 
 from __future__ import annotations
@@ -80,16 +88,23 @@ def adjacency(num_nodes: int, edges: list[tuple[int, int]]) -> np.ndarray:
     return a
 
 
-def normalized_adjacency(a: np.ndarray) -> np.ndarray:
-    """D^-1/2 (A + I) D^-1/2, D = diag of the row sums of A + I."""
-    a_hat = a + np.eye(a.shape[0])
+def normalized_adjacency(a: np.ndarray, self_loops: float = 1.0) -> np.ndarray:
+    """D^-1/2 (A + s·I) D^-1/2, D = diag of the row sums of A + s·I (s = ``self_loops``)."""
+    a_hat = a + self_loops * np.eye(a.shape[0])
     d_inv_sqrt = 1.0 / np.sqrt(a_hat.sum(axis=1))
     return a_hat * d_inv_sqrt[:, None] * d_inv_sqrt[None, :]
 
 
-def face_adjacency() -> np.ndarray:
-    """The normalised 51×51 face-mesh adjacency the encoder uses."""
-    return normalized_adjacency(adjacency(NUM_NODES, face_edges()))
+#: self-loop weight per adjacency style: the paper's A + I, and the original code's A + 2I
+#: (its adjacency file already held the identity, and get_normalized_adj added I again)
+ADJACENCY_SELF_LOOPS = {"paper": 1.0, "original": 2.0}
+
+
+def face_adjacency(style: str = "paper") -> np.ndarray:
+    """The normalised 51×51 face-mesh adjacency the encoder uses (``style``: paper | original)."""
+    if style not in ADJACENCY_SELF_LOOPS:
+        raise ValueError(f"face_adjacency: style must be one of {list(ADJACENCY_SELF_LOOPS)}, got {style!r}")
+    return normalized_adjacency(adjacency(NUM_NODES, face_edges()), ADJACENCY_SELF_LOOPS[style])
 
 
 def minmax_per_clip(x: Tensor, mask: Tensor) -> Tensor:
@@ -105,6 +120,28 @@ def minmax_per_clip(x: Tensor, mask: Tensor) -> Tensor:
     span = (hi - lo).clamp(min=0)
     span = torch.where(span > 0, span, torch.ones_like(span))
     return torch.where(m, (x - lo) / span, torch.zeros_like(x))
+
+
+def minmax_ragged(x: Tensor, offsets: Tensor, valid: Tensor) -> Tensor:
+    """:func:`minmax_per_clip` over ragged clips: x (F, V, C) flat frames, offsets (N+1,), valid (F,) bool.
+
+    Segment reductions (``scatter_reduce``) give every clip its min and max per axis over its
+    valid frames and all nodes in one pass, with no Python loop over clips.
+    """
+    n = len(offsets) - 1
+    row = torch.repeat_interleave(torch.arange(n, device=x.device), offsets[1:] - offsets[:-1])
+    big = torch.finfo(x.dtype).max
+    m = valid[:, None]
+    frame_lo = torch.where(m, x.amin(dim=1), big)  # (F, C)
+    frame_hi = torch.where(m, x.amax(dim=1), -big)
+    index = row[:, None].expand_as(frame_lo)
+    lo = torch.full((n, x.shape[-1]), big, dtype=x.dtype, device=x.device).scatter_reduce(0, index, frame_lo, "amin")
+    hi = torch.full((n, x.shape[-1]), -big, dtype=x.dtype, device=x.device).scatter_reduce(0, index, frame_hi, "amax")
+    lo = torch.where(lo > hi, torch.zeros_like(lo), lo)  # clip with no valid frame
+    span = (hi - lo).clamp(min=0)
+    span = torch.where(span > 0, span, torch.ones_like(span))
+    out = (x - lo[row][:, None, :]) / span[row][:, None, :]
+    return torch.where(valid[:, None, None], out, torch.zeros_like(x))
 
 
 class STGCNBlock(nn.Module):
@@ -146,6 +183,7 @@ class STGCNEncoder(nn.Module):
         temporal_kernel: int = 9,
         dropout: float = 0.0,
         normalize: bool = True,
+        adjacency: str = "paper",
     ):
         super().__init__()
         if num_nodes != NUM_NODES:
@@ -153,7 +191,7 @@ class STGCNEncoder(nn.Module):
         self.in_channels = in_channels
         self.out_dim = out_dim
         self.normalize = normalize
-        self.register_buffer("adjacency", torch.as_tensor(face_adjacency(), dtype=torch.float32))
+        self.register_buffer("adjacency", torch.as_tensor(face_adjacency(adjacency), dtype=torch.float32))
         widths = (in_channels, *hidden)
         self.blocks = nn.ModuleList(
             STGCNBlock(c_in, c_out, temporal_kernel, dropout) for c_in, c_out in zip(widths[:-1], widths[1:])

@@ -2,9 +2,14 @@
 
 The Conv-TasNet separator stack (Luo & Mesgarani, 2019) used as an utterance encoder:
 
-    x (B, T, 128) ─ Conv1d 1×1 (128→64) ─┬─ R=2 repeats × X=5 blocks, dilation 1,2,4,8,16 ─ masked mean over T ─ Linear(64→512)
-                                         │
-    block(h):  h + Conv1×1(128→64)( gLN( PReLU( DWConv_k3,d( gLN( PReLU( Conv1×1(64→128)(h) )))))))
+    x (B, T, 128) ─ gLN ─ Conv1d 1×1 (128→64) ─ Dropout ─┬─ R=2 repeats × X=5 blocks, dilation 1,2,4,8,16 ─ masked mean over T ─ PReLU ─ Linear(64→512)
+                                                         │
+    block(h):  h + Dropout( Conv1×1(128→64)( gLN( PReLU( DWConv_k3,d( gLN( PReLU( Conv1×1(64→128)(h) ))))))) )
+
+The input gLN, the dropout (0.1) after the bottleneck and on every block's residual branch,
+and the PReLU before the output Linear are the original code's (its Conv-TasNet TCN); the
+paper does not mention them, so mer follows the code (``input_norm``, ``dropout``, ``out_prelu``
+switch them off).
 
 Norm: Conv-TasNet's global layer norm (gLN = GroupNorm(1, 128): statistics over all channels
 and time steps of one sample) — but masked, so that its statistics span only the clip's
@@ -36,10 +41,14 @@ class TemporalBlock(nn.Module):
         self.norm2 = MaskedGlobalLayerNorm(hidden)
         self.down = nn.Conv1d(hidden, channels, 1)
 
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+    def residual(self, h: Tensor, mask: Tensor) -> Tensor:
+        """The block's residual branch (added to ``h`` by the caller, after dropout)."""
         y = self.norm1(self.act1(self.up(h)), mask) * mask  # re-mask: the depthwise conv reads neighbours
         y = self.norm2(self.act2(self.depthwise(y)), mask)
-        return (h + self.down(y)) * mask
+        return self.down(y)
+
+    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        return (h + self.residual(h, mask)) * mask
 
 
 class TCNEncoder(nn.Module):
@@ -54,23 +63,32 @@ class TCNEncoder(nn.Module):
         repeats: int = 2,
         dilations: tuple[int, ...] = (1, 2, 4, 8, 16),
         kernel: int = 3,
+        dropout: float = 0.1,
+        input_norm: bool = True,
+        out_prelu: bool = True,
     ):
         super().__init__()
         if kernel % 2 != 1:
             raise ValueError(f"TCNEncoder: kernel must be odd for symmetric padding, got {kernel}")
         self.in_dim = in_dim
         self.out_dim = out_dim
+        self.input_norm = MaskedGlobalLayerNorm(in_dim) if input_norm else None
         self.bottleneck = nn.Conv1d(in_dim, channels, 1)
+        self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             TemporalBlock(channels, hidden, kernel, d) for _ in range(repeats) for d in dilations
         )
+        self.out_act = nn.PReLU() if out_prelu else nn.Identity()
         self.out = nn.Linear(channels, out_dim)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"TCNEncoder: expected (B, T, {self.in_dim}), got {tuple(x.shape)}")
         mask = length_mask(lengths, x.shape[1]).unsqueeze(1).to(x.dtype)  # (B, 1, T)
-        h = self.bottleneck(x.transpose(1, 2)) * mask
+        h = x.transpose(1, 2)
+        if self.input_norm is not None:
+            h = self.input_norm(h, mask) * mask
+        h = self.dropout(self.bottleneck(h)) * mask
         for block in self.blocks:
-            h = block(h, mask)
-        return self.out(masked_mean(h, mask, dim=2))
+            h = (h + self.dropout(block.residual(h, mask))) * mask
+        return self.out(self.out_act(masked_mean(h, mask, dim=2)))
