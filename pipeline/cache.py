@@ -55,6 +55,8 @@ FAILURES_NAME = "failures.jsonl"
 TMP_MARK = ".tmp-"
 SHARD_RE = re.compile(r"^shard-(\d{5,})\.(h5|json)$")
 HASH_CHUNK = 1 << 20
+#: files of an encoder directory that are not cache content (the writers' lock, the readers' record)
+BOOKKEEPING = (".lock", ".verified.json")
 
 
 class CacheError(RuntimeError):
@@ -505,9 +507,9 @@ def encoder_dirs(root: str | Path) -> list[Path]:
 
 
 def dir_bytes(directory: Path) -> int:
-    """Bytes of the cache files (the ``.lock`` bookkeeping file is not counted)."""
+    """Bytes of the cache files (the ``.lock`` and ``.verified.json`` bookkeeping files are not counted)."""
     return sum(e.stat().st_size for e in os.scandir(directory)
-               if e.is_file(follow_symlinks=False) and e.name != ".lock")
+               if e.is_file(follow_symlinks=False) and e.name not in BOOKKEEPING)
 
 
 def describe_dir(directory: Path) -> EncoderDirInfo:
@@ -529,7 +531,7 @@ def describe_dir(directory: Path) -> EncoderDirInfo:
 
 def remove_encoder_dir(directory: Path) -> int:
     """Delete an encoder directory; returns the bytes freed. Removes the modality folder if empty."""
-    freed = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file() and f.name != ".lock")
+    freed = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file() and f.name not in BOOKKEEPING)
     shutil.rmtree(directory)
     parent = directory.parent
     if parent.is_dir() and not any(parent.iterdir()):
