@@ -12,7 +12,9 @@ encoder reads them through these functions.
 
 Every problem with a file is a :class:`SampleError` naming the file: stage ``read``
 when the file or the requested window cannot be reached, ``decode`` when its content
-is bad (unparseable, truncated, empty, NaN/inf samples).
+is bad (unparseable, truncated, empty, NaN/inf samples). Truncation is checked twice: the
+frames the header promises (:mod:`mer.features.audio_header`) against the frames libsndfile
+reports, and the frames asked for against the frames decoded.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import soundfile as sf
 import soxr
 
 from mer.features import av_audio
+from mer.features.audio_header import promised_frames
 from mer.features.base import SampleError
 
 #: resampler quality; "HQ" is soxr's recommended high quality (passband to ~0.95 Nyquist)
@@ -60,9 +63,14 @@ def _open_info(path: str | Path) -> sf._SoundFileInfo:
     if not path.is_file():
         raise SampleError("read", f"{path}: audio file not found")
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:  # LibsndfileError subclasses RuntimeError
         raise SampleError("decode", f"{path}: cannot read audio header: {exc}") from None
+    promised = promised_frames(path)  # libsndfile clamps a cut WAV/AIFF/AU to what is there
+    if promised is not None and promised > info.frames:
+        raise SampleError("decode", f"{path}: truncated file: the header promises {promised} frames, the file "
+                                    f"holds {info.frames}")
+    return info
 
 
 def _window(path: str | Path, frames: int, sr: int, start: float | None, end: float | None) -> tuple[int, int]:
