@@ -199,6 +199,8 @@ class ShardProblem:
 class ScanResult:
     complete: dict[int, ShardRecord] = field(default_factory=dict)
     problems: dict[int, ShardProblem] = field(default_factory=dict)
+    #: what is wrong with spec.json for a reader (:func:`spec_problem`), None when it is usable
+    spec_problem: str | None = None
 
     @property
     def highest(self) -> int:
@@ -315,7 +317,7 @@ def shard_indices(directory: Path) -> list[int]:
 def scan(directory: Path, verify: bool = True, threads: int = 4) -> ScanResult:
     """Check every shard of an encoder directory (sha256 in parallel threads when verifying)."""
     indices = shard_indices(Path(directory))
-    result = ScanResult()
+    result = ScanResult(spec_problem=spec_problem(Path(directory)))
     if not indices:
         return result
     if verify and len(indices) > 1 and threads > 1:
@@ -433,13 +435,58 @@ def write_plan(directory: Path, plan: Plan) -> None:
 # --- spec.json and failures.jsonl ------------------------------------------------------------
 
 def read_spec(directory: Path) -> dict[str, Any] | None:
+    """The parsed spec.json, None when absent; CacheError when a reader could not use it."""
     path = Path(directory) / SPEC_NAME
     if not path.exists():
         return None
+    problem = spec_problem(directory)
+    if problem:
+        raise CacheError(f"{path}: {problem}; remove the file and re-run mer extract to rebuild it")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CacheError(f"{path}: unreadable spec ({exc}); remove the file to rebuild it") from None
+    except (OSError, ValueError) as exc:  # changed since spec_problem looked at it
+        raise CacheError(f"{path}: unreadable spec ({type(exc).__name__}); remove the file and re-run mer extract "
+                         f"to rebuild it") from None
+
+
+def spec_problem(directory: Path) -> str | None:
+    """What makes ``spec.json`` unusable for a reader, or None. A reader needs a JSON object
+    whose ``format`` (when given) is this cache's, whose ``key`` (when given) is its directory's
+    name, and, once there are shards, a list of valid output specs. The detail names positions,
+    never the file's content."""
+    directory = Path(directory)
+    path = directory / SPEC_NAME
+    if not path.exists():
+        return "missing: the shards cannot be read without it" if shard_indices(directory) else None
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    try:
+        spec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (invalid byte at offset {exc.start})"
+    except ValueError as exc:
+        return f"not valid JSON ({getattr(exc, 'msg', 'parse error')} at line {getattr(exc, 'lineno', '?')} " \
+               f"column {getattr(exc, 'colno', '?')})"
+    if not isinstance(spec, dict):
+        return f"not a JSON object (a JSON {type(spec).__name__})"
+    if "format" in spec and spec["format"] != CACHE_FORMAT:
+        return f"its 'format' is not {CACHE_FORMAT!r}"
+    if "key" in spec and spec["key"] != directory.name:
+        return "its 'key' is not its directory's name (renamed or copied by hand?)"
+    outputs = spec.get("outputs")
+    if outputs is None and not shard_indices(directory):
+        return None  # an extraction that has not finished a shard yet
+    if not isinstance(outputs, list) or not outputs:
+        return "'outputs' is not a non-empty list"
+    for k, out in enumerate(outputs):
+        ok = (isinstance(out, dict) and isinstance(out.get("name"), str) and isinstance(out.get("ragged"), bool)
+              and isinstance(out.get("shape"), list)
+              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in out["shape"]))
+        if not ok:
+            return f"'outputs'[{k}] is not an output spec (name, shape, ragged)"
+    return None
 
 
 def check_spec_compatible(directory: Path, spec: dict | None, key: str, cache_dtype: str) -> None:

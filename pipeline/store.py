@@ -39,7 +39,7 @@ DENSE_READ = 0.25
 #: shard problems that mean damaged bytes (refused), not an unfinished write (skipped)
 DAMAGED = ("corrupt", "size")
 #: what repairs a damaged shard (train adds the exact command with the config and modality)
-REPAIR = "re-run `mer extract` with the config that built this cache (it redoes damaged shards)"
+REPAIR = "re-run `mer extract` with the config that built this cache"
 
 
 def open_shard(path: str | Path) -> h5py.File:
@@ -63,7 +63,7 @@ def damaged_message(directory: Path, problems: list[ShardProblem]) -> str:
         else:
             lines.append(f"  {p.path.name}: {p.actual} bytes != {p.expected} in its sidecar")
     return (f"{directory}: {len(problems)} shard(s) damaged since they were written; refusing to read them:\n"
-            + "\n".join(lines) + f"\n  {REPAIR}")
+            + "\n".join(lines) + f"\n  {REPAIR}: it redoes them")
 
 
 @dataclass
@@ -172,9 +172,9 @@ class FeatureStore:
         self.path = Path(path)
         if not self.path.is_dir():
             raise CacheError(f"{self.path}: no such feature cache directory (run mer extract first)")
-        spec = read_spec(self.path)
-        if spec is None:
+        if not (self.path / "spec.json").exists():
             raise CacheError(f"{self.path}: no spec.json: not a mer feature cache, or its extraction never started")
+        spec = read_spec(self.path)  # CacheError naming what makes it unusable
         self.spec: dict[str, Any] = spec
         self.outputs: list[OutputSpec] = [spec_from_dict(o) for o in (spec.get("outputs") or [])]
         self._output = {o.name: o for o in self.outputs}
