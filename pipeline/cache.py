@@ -451,9 +451,9 @@ def read_spec(directory: Path) -> dict[str, Any] | None:
 
 def spec_problem(directory: Path) -> str | None:
     """What makes ``spec.json`` unusable for a reader, or None. A reader needs a JSON object
-    whose ``format`` (when given) is this cache's, whose ``key`` (when given) is its directory's
-    name, and, once there are shards, a list of valid output specs. The detail names positions,
-    never the file's content."""
+    whose ``format`` (when given) is this cache's and, once there are shards, a list of valid
+    output specs (a key that is not the directory's name is :func:`check_spec_compatible`'s
+    concern: it matters to writers). The detail names positions, never the file's content."""
     directory = Path(directory)
     path = directory / SPEC_NAME
     if not path.exists():
@@ -473,8 +473,6 @@ def spec_problem(directory: Path) -> str | None:
         return f"not a JSON object (a JSON {type(spec).__name__})"
     if "format" in spec and spec["format"] != CACHE_FORMAT:
         return f"its 'format' is not {CACHE_FORMAT!r}"
-    if "key" in spec and spec["key"] != directory.name:
-        return "its 'key' is not its directory's name (renamed or copied by hand?)"
     outputs = spec.get("outputs")
     if outputs is None and not shard_indices(directory):
         return None  # an extraction that has not finished a shard yet
