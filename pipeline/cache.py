@@ -136,7 +136,26 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
+def path_component_problem(name: str) -> str | None:
+    """Why ``name`` cannot be ONE folder name under the cache root (so that nothing is ever
+    written outside it), or None: empty, ``.``/``..``, a path separator, or a control character."""
+    if not isinstance(name, str) or not name.strip():
+        return "it is empty"
+    if name in (".", ".."):
+        return f"{name!r} is not a folder of its own"
+    if "/" in name or "\\" in name:
+        return "it contains a path separator"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it contains a control character"
+    return None
+
+
 def encoder_dir(root: str | Path, corpus: str, modality: str, key: str) -> Path:
+    """``<root>/<corpus>/<modality>/<key>``; each part must be a plain folder name."""
+    for what, name in (("corpus", corpus), ("modality", modality), ("encoder key", key)):
+        problem = path_component_problem(name)
+        if problem:
+            raise CacheError(f"{what} {name!r} cannot be a folder name under the cache root {root}: {problem}")
     return Path(root) / corpus / modality / key
 
 
@@ -451,8 +470,8 @@ def read_spec(directory: Path) -> dict[str, Any] | None:
 
 def spec_problem(directory: Path) -> str | None:
     """What makes ``spec.json`` unusable for a reader, or None. A reader needs a JSON object
-    whose ``format`` (when given) is this cache's and, once there are shards, a list of valid
-    output specs (a key that is not the directory's name is :func:`check_spec_compatible`'s
+    whose ``format`` (when given) is this cache's, with an encoder ``key`` and, when given, a
+    list of valid output specs (a key that is not the directory's name is :func:`check_spec_compatible`'s
     concern: it matters to writers). The detail names positions, never the file's content."""
     directory = Path(directory)
     path = directory / SPEC_NAME
@@ -473,9 +492,11 @@ def spec_problem(directory: Path) -> str | None:
         return f"not a JSON object (a JSON {type(spec).__name__})"
     if "format" in spec and spec["format"] != CACHE_FORMAT:
         return f"its 'format' is not {CACHE_FORMAT!r}"
+    if not isinstance(spec.get("key"), str) or not spec["key"]:
+        return "it names no encoder 'key'"
     outputs = spec.get("outputs")
-    if outputs is None and not shard_indices(directory):
-        return None  # an extraction that has not finished a shard yet
+    if outputs is None:
+        return None  # written before the first shard finished (a killed run): the next extract fills it
     if not isinstance(outputs, list) or not outputs:
         return "'outputs' is not a non-empty list"
     for k, out in enumerate(outputs):

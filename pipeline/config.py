@@ -19,6 +19,7 @@ import yaml
 
 from mer.features.registry import options_class
 from mer.pipeline.adapters import config_class
+from mer.pipeline.cache import path_component_problem
 from mer.pipeline.config_schema import ConfigError, TaggedBy, apply_overrides, from_dict, load_yaml, to_dict
 from mer.train.config import TrainConfig
 from mer.train.finetune_config import FinetuneConfig
@@ -99,7 +100,22 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{source}: missing required key 'dataset'")
     config = from_dict(ExperimentConfig, data, source)
     config.source = source
+    check_path_names(config, corpus_given=bool((data.get("dataset") or {}).get("corpus")))
     return config
+
+
+def check_path_names(config: ExperimentConfig, corpus_given: bool = True) -> None:
+    """The corpus and the ``features`` keys become folder names under the cache root (and in
+    run folders): refuse any that could point elsewhere (``..``, ``a/b``)."""
+    where = "'dataset.corpus'"
+    if not corpus_given and getattr(config.dataset, "manifest", ""):
+        where = f"the corpus name (from the manifest file name {Path(config.dataset.manifest).name!r})"
+    names = [(where, config.corpus)] + [(f"the 'features' key {m!r}", m) for m in config.features]
+    for what, name in names:
+        problem = path_component_problem(name)
+        if problem:
+            raise ConfigError(f"{config.source}: {what} is used as a folder name under the cache root, but "
+                              f"{problem}; set dataset.corpus / rename the key to a plain name")
 
 
 __all__ = ["CacheConfig", "ConfigError", "ExperimentConfig", "ExtractConfig", "load_config"]

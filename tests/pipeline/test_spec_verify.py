@@ -21,8 +21,10 @@ GARBAGE = {
     "binary": (b"\xff\xfeSECRETLINE\x00", "not UTF-8 text (invalid byte at offset 0)"),
     "text": (b"root:x:0:0:SECRETLINE\n", "not valid JSON (Expecting value at line 1 column 1)"),
     "list": (b'["SECRETLINE"]', "not a JSON object (a JSON list)"),
-    "object": (b'{"SECRETLINE": 1}', "'outputs' is not a non-empty list"),
-    "outputs": (b'{"outputs": [{"name": "SECRETLINE"}]}', "'outputs'[0] is not an output spec (name, shape, ragged)"),
+    "object": (b'{"SECRETLINE": 1}', "it names no encoder 'key'"),
+    "no outputs": (b'{"key": "k", "outputs": []}', "'outputs' is not a non-empty list"),
+    "outputs": (b'{"key": "k", "outputs": [{"name": "SECRETLINE"}]}',
+                "'outputs'[0] is not an output spec (name, shape, ragged)"),
     "format": (b'{"format": "SECRETLINE"}', "its 'format' is not 'mer-feature-cache'"),
 }
 
