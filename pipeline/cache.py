@@ -33,6 +33,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -61,6 +62,50 @@ BOOKKEEPING = (".lock", ".verified.json")
 
 class CacheError(RuntimeError):
     """The cache directory cannot be used as asked (wrong encoder, dtype mismatch, unreadable)."""
+
+
+class CacheFull(CacheError):
+    """No space left for the cache; the message names the folder, the bytes needed and free."""
+
+
+#: errno values that mean "the file system is full" (ENOSPC) or "your quota is" (EDQUOT)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+#: room kept beyond a shard's own bytes: its sidecar, then spec.json, failures.jsonl, plan.json
+SPACE_MARGIN = 256 << 10
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def no_space_message(folder: Path, what: str, needed: int, root: Path | None = None) -> str:
+    """The one message for a full disk: where (the cache root when known, and the folder), how
+    much is needed and free, and what to do."""
+    folder = Path(folder)
+    try:
+        free = f"{_human(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        free = "free space unknown"
+    where = f"{root} (in {folder.relative_to(root)}/)" if root is not None and folder.is_relative_to(root) else folder
+    return (f"no space left for the feature cache under {where}: {what} needs about {_human(needed)}, {free}; "
+            f"free some space or set cache.root to a larger disk, then re-run mer extract (complete shards are "
+            f"kept, the partial file was removed)")
+
+
+def cache_root_of(directory: Path) -> Path:
+    """The cache root of an encoder directory ``<root>/<corpus>/<modality>/<key>``."""
+    return Path(directory).parents[2]
+
+
+def ensure_space(directory: Path, needed: int, what: str) -> None:
+    """Refuse (CacheFull) before writing ``needed`` bytes into an encoder directory where fewer
+    are free (plus :data:`SPACE_MARGIN` for the sidecar and the final spec/failures files)."""
+    if shutil.disk_usage(directory).free < needed + SPACE_MARGIN:
+        raise CacheFull(no_space_message(directory, what, needed + SPACE_MARGIN, cache_root_of(directory)))
 
 
 # --- small primitives ------------------------------------------------------------------------
@@ -102,6 +147,11 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         _crash_point(f"write-{path.name}")  # e.g. write-spec.json, write-failures.jsonl
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in NO_SPACE:
+            raise CacheFull(no_space_message(path.parent, path.name, len(data))) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -252,7 +302,11 @@ def publish_shard(tmp_h5: Path, final_h5: Path, ids: list[str], failures: list[d
     fsync_dir(final_h5.parent)
     _crash_point("shard-replaced")
     sidecar = sidecar_for(final_h5, ids, digest, size, failures, **extra)
-    write_json(final_h5.with_suffix(".json"), sidecar)
+    try:
+        write_json(final_h5.with_suffix(".json"), sidecar)
+    except Exception:  # e.g. CacheFull: a shard without sidecar is incomplete anyway; leave no partial file
+        final_h5.unlink(missing_ok=True)
+        raise
     _crash_point("shard-published")  # complete; the next shard has not started
     return sidecar
 

@@ -15,12 +15,13 @@ import click
 
 from mer import __version__
 from mer.pipeline.adapters.base import LayoutError
+from mer.pipeline.cache import CacheError
 from mer.pipeline.config import ExperimentConfig, load_config
 from mer.pipeline.config_schema import ConfigError
 from mer.pipeline.manifest import ManifestError
 
 #: errors that are the user's to fix: printed as one message, exit code 2
-USER_ERRORS = (ConfigError, ManifestError, LayoutError)
+USER_ERRORS = (ConfigError, ManifestError, LayoutError, CacheError)  # CacheError: e.g. a full disk
 
 
 class MerGroup(click.Group):
