@@ -29,6 +29,7 @@ import soxr
 from mer.features import av_audio
 from mer.features.audio_header import promised_frames
 from mer.features.base import SampleError
+from mer.features.file_check import unreadable_reason
 
 #: resampler quality; "HQ" is soxr's recommended high quality (passband to ~0.95 Nyquist)
 RESAMPLE_QUALITY = "HQ"
@@ -48,8 +49,9 @@ def is_container(path: str | Path) -> bool:
 
 def _container_seconds(path: str | Path, start: float | None, end: float | None) -> float:
     """Window length from the container's stated duration (metadata only, no decoding)."""
-    if not Path(str(path)).is_file():
-        raise SampleError("read", f"{path}: media file not found")
+    reason = unreadable_reason(str(path), "media file")
+    if reason:
+        raise SampleError("read", f"{path}: {reason}")
     duration = av_audio.av_duration(path)
     first = float(start) if _is_set(start) else 0.0
     last = min(float(end), duration) if _is_set(end) else duration
@@ -60,8 +62,9 @@ def _container_seconds(path: str | Path, start: float | None, end: float | None)
 
 def _open_info(path: str | Path) -> sf._SoundFileInfo:
     path = Path(path)
-    if not path.is_file():
-        raise SampleError("read", f"{path}: audio file not found")
+    reason = unreadable_reason(path, "audio file")
+    if reason:
+        raise SampleError("read", f"{path}: {reason}")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:  # LibsndfileError subclasses RuntimeError

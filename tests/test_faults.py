@@ -195,7 +195,7 @@ EXPECTED_FAILURES = {
     "audio_hf": {},
     "text": {"blank": ("clean", "empty text")},
     "bio": {"bio_badheader": ("read", "TEMP_badheader.csv: line 1 should be the start unix time"),
-            "bio_nan": ("features", "TEMP_nan.csv: 2 NaN values in segment [1644226081.0, 1644226091.0)"),
+            "bio_nan": ("features", "TEMP_nan.csv: 2 NaN value(s) (first at line 87) in segment [1644226081.0, 1644226091.0)"),
             "bio_none": ("read", "no biosignal rows for segment [1644226261.0, 1644226271.0) in any of ['temp', 'ibi']")},
 }
 
