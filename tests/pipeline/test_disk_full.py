@@ -9,7 +9,6 @@ stays open inside the library and the process dies with a segmentation fault at 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import subprocess
 import sys
