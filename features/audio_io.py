@@ -12,7 +12,9 @@ encoder reads them through these functions.
 
 Every problem with a file is a :class:`SampleError` naming the file: stage ``read``
 when the file or the requested window cannot be reached, ``decode`` when its content
-is bad (unparseable, truncated, empty, NaN/inf samples).
+is bad (unparseable, truncated, empty, NaN/inf samples). Truncation is checked twice: the
+frames the header promises (:mod:`mer.features.audio_header`) against the frames libsndfile
+reports, and the frames asked for against the frames decoded.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import soundfile as sf
 import soxr
 
 from mer.features import av_audio
+from mer.features.audio_header import promised_frames
 from mer.features.base import SampleError
+from mer.features.file_check import unreadable_reason
 
 #: resampler quality; "HQ" is soxr's recommended high quality (passband to ~0.95 Nyquist)
 RESAMPLE_QUALITY = "HQ"
@@ -45,8 +49,9 @@ def is_container(path: str | Path) -> bool:
 
 def _container_seconds(path: str | Path, start: float | None, end: float | None) -> float:
     """Window length from the container's stated duration (metadata only, no decoding)."""
-    if not Path(str(path)).is_file():
-        raise SampleError("read", f"{path}: media file not found")
+    reason = unreadable_reason(str(path), "media file")
+    if reason:
+        raise SampleError("read", f"{path}: {reason}")
     duration = av_audio.av_duration(path)
     first = float(start) if _is_set(start) else 0.0
     last = min(float(end), duration) if _is_set(end) else duration
@@ -57,12 +62,18 @@ def _container_seconds(path: str | Path, start: float | None, end: float | None)
 
 def _open_info(path: str | Path) -> sf._SoundFileInfo:
     path = Path(path)
-    if not path.is_file():
-        raise SampleError("read", f"{path}: audio file not found")
+    reason = unreadable_reason(path, "audio file")
+    if reason:
+        raise SampleError("read", f"{path}: {reason}")
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:  # LibsndfileError subclasses RuntimeError
         raise SampleError("decode", f"{path}: cannot read audio header: {exc}") from None
+    promised = promised_frames(path)  # libsndfile clamps a cut WAV/AIFF/AU to what is there
+    if promised is not None and promised > info.frames:
+        raise SampleError("decode", f"{path}: truncated file: the header promises {promised} frames, the file "
+                                    f"holds {info.frames}")
+    return info
 
 
 def _window(path: str | Path, frames: int, sr: int, start: float | None, end: float | None) -> tuple[int, int]:

@@ -24,6 +24,7 @@ import numpy as np
 import soxr
 
 from mer.features.base import SampleError
+from mer.features.file_check import unreadable_reason
 
 RESAMPLE_QUALITY = "HQ"
 END_TOLERANCE_S = 0.05
@@ -70,8 +71,9 @@ def _to_float(frame) -> np.ndarray:
 
 def _open(path: Path):
     av = _import_av()
-    if not path.is_file():
-        raise SampleError("read", f"{path}: media file not found")
+    reason = unreadable_reason(path, "media file")
+    if reason:
+        raise SampleError("read", f"{path}: {reason}")
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:

@@ -233,6 +233,31 @@ def uniform_stats(times: np.ndarray, values: np.ndarray, iqr: bool = False) -> d
     return stats
 
 
+def segment_problem(signal: str, seg: E4Signal | E4Events) -> str | None:
+    """What makes a segment's values unusable, counted by kind with the first file line, or None:
+    NaN and inf apart (they mean different things: a gap vs an overflow), and, for IBI, intervals
+    that are not positive (a beat cannot follow the previous one by <= 0 s)."""
+    header = 1 if isinstance(seg, E4Events) else 2  # IBI files have one header line, signals two
+
+    def first_line(mask: np.ndarray) -> int:
+        return int(np.asarray(seg.rows)[np.flatnonzero(mask)[0]]) + header + 1
+
+    values = np.asarray(seg.values, dtype=np.float64)
+    parts = []
+    for mask, what in ((np.isnan(values), "NaN"), (np.isinf(values), "inf")):
+        if mask.any():
+            parts.append(f"{int(mask.sum())} {what} value(s) (first at line {first_line(mask)})")
+    times = np.asarray(seg.times, dtype=np.float64)
+    if not np.isfinite(times).all():
+        parts.append(f"{int((~np.isfinite(times)).sum())} non-finite time(s) (first at line "
+                     f"{first_line(~np.isfinite(times))})")
+    if signal == "ibi":
+        bad = np.isfinite(values) & (values <= 0)
+        if bad.any():
+            parts.append(f"{int(bad.sum())} IBI value(s) <= 0 s (first at line {first_line(bad)})")
+    return "; ".join(parts) or None
+
+
 def successive_differences(ibi_s: np.ndarray, times: np.ndarray, tolerance_s: float) -> np.ndarray:
     """IBI[i+1] − IBI[i] in ms for rows that are truly successive beats.
 
@@ -414,9 +439,9 @@ class E4Encoder(Encoder):
             if len(seg) == 0:
                 continue
             any_rows = True
-            bad = int((~np.isfinite(seg.values)).sum() + (~np.isfinite(seg.times)).sum())
-            if bad:
-                raise SampleError("features", f"{path}: {bad} NaN values in segment {where}")
+            problem = segment_problem(signal, seg)
+            if problem:
+                raise SampleError("features", f"{path}: {problem} in segment {where}")
             stats = self._stats(signal, data, seg)
             if stats is None:
                 continue

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from mer.features.base import SampleError
+from mer.features.file_check import unreadable_reason
 
 Format = Literal["e4", "kemdy20"]
 FORMATS: tuple[str, ...] = ("e4", "kemdy20")
@@ -222,12 +223,10 @@ _FILES = LRUCache(maxsize=32)
 
 def file_key(path: str) -> tuple[str, int, int]:
     """``(absolute path, mtime_ns, size)``: changes whenever the file does."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise SampleError("read", f"{path}: file not found") from None
-    except OSError as exc:
-        raise SampleError("read", f"{path}: cannot stat file: {exc}") from None
+    reason = unreadable_reason(path, "file")
+    if reason:
+        raise SampleError("read", f"{path}: {reason}")
+    st = os.stat(path)
     return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
 
 
@@ -255,7 +254,7 @@ def _header_lines(path: str, count: int) -> list[str]:
     except FileNotFoundError:
         raise SampleError("read", f"{path}: file not found") from None
     except OSError as exc:
-        raise SampleError("read", f"{path}: cannot read file: {exc}") from None
+        raise SampleError("read", f"{path}: cannot read file: {exc.strerror or type(exc).__name__}") from None
     return [line.rstrip("\r\n") for line in lines]
 
 
@@ -270,8 +269,18 @@ def _parse_float(text: str) -> float | None:
 def _start_time(path: str, line: str, expected: str) -> float:
     start = _parse_float(line.split(",")[0].strip())
     if start is None:
-        raise SampleError("read", f"{path}: line 1 should be {expected}, got {line!r}")
+        raise SampleError("read", f"{path}: line 1 should be {expected}, but {_describe(line)}")
     return start
+
+
+def _describe(line: str) -> str:
+    """What is wrong with a header line, WITHOUT quoting it (a path typo can point at any file,
+    e.g. /etc/passwd, and failures.jsonl must not carry its content)."""
+    if not line.strip():
+        return "it is empty"
+    fields = line.split(",")
+    return (f"its first field is not a finite number ({len(fields)} comma-separated field(s), "
+            f"{len(line)} characters)")
 
 
 def _first_bad_line(path: str, skip: int, names: list[str], numeric: list[str], usecols: list[int] | None) -> str:
@@ -286,7 +295,8 @@ def _first_bad_line(path: str, skip: int, names: list[str], numeric: list[str], 
         bad = np.flatnonzero((parsed.isna() & ~cells.str.lower().isin(("", "nan"))).to_numpy())
         if len(bad):
             i = int(bad[0])
-            return f"line {i + skip + 1}, column {names.index(name) + 1} is not a number: {cells.iloc[i]!r}"
+            return (f"line {i + skip + 1}, column {names.index(name) + 1} is not a number "
+                    f"({len(cells.iloc[i])} characters)")
     return "a value is not a number"
 
 
@@ -328,7 +338,8 @@ def _parse_signal(path: str, fmt: str) -> E4Signal:
             hint = "; this looks like KEMDy20's variant: set bio_format to 'kemdy20'"
         elif fmt == "kemdy20" and len(fields) == 1 and _parse_float(fields[0]) is not None:
             hint = "; this looks like a plain E4 export: set bio_format to 'e4'"
-        raise SampleError("read", f"{path}: line 2 should be {expected}, got {line2!r}{hint}")
+        got = "it is not a positive number" if line2.strip() else "it is empty"
+        raise SampleError("read", f"{path}: line 2 should be {expected}, but {got}{hint}")
 
     if fmt == "kemdy20":
         table = _read_table(path, 2, ["value", "datetime", "tag"], ("value",))
@@ -352,7 +363,8 @@ def _parse_ibi(path: str, fmt: str) -> E4Events:
     start = _parse_float(fields[0]) if fields else None
     want = "'<start unix time>,IBI,<datetime>'" if fmt == "kemdy20" else "'<start unix time>, IBI'"
     if start is None or len(fields) < 2 or fields[1].upper() != "IBI":
-        raise SampleError("read", f"{path}: line 1 should be {want}, got {line1!r}")
+        raise SampleError("read", f"{path}: line 1 should be {want}, but it is not ({len(fields)} "
+                                  f"comma-separated field(s), {len(line1)} characters)")
     if fmt == "kemdy20":
         table = _read_table(path, 1, ["t", "ibi", "datetime", "tag"], ("t", "ibi"))
         tags = table["tag"].fillna("").str.strip().to_numpy(dtype=object)

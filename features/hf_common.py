@@ -22,6 +22,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
+from mer.features.base import EncoderUnavailable
+
 if TYPE_CHECKING:
     import torch
 
@@ -42,8 +44,10 @@ _HASH_LOCK = threading.Lock()
 def resolve_model(spec: str) -> str:
     """A hub name stays as it is; ``pkg:<package>/<subdir>`` becomes that folder's path.
 
-    The package is located with ``importlib.util.find_spec`` (not imported), so naming it
-    costs nothing.
+    The package is located with ``importlib.util.find_spec`` and never imported (running a
+    package's ``__init__`` to find a folder would run whatever code it holds). Only a TOP-LEVEL
+    package name is accepted: ``find_spec("a.b")`` would import ``a``; a folder in a subpackage
+    is ``pkg:a/b/<folder>``. The folder must lie inside the package's folder.
     """
     if not spec:
         raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
@@ -51,11 +55,19 @@ def resolve_model(spec: str) -> str:
         return spec
     rest = spec[len("pkg:"):].strip("/")
     package, _, subdir = rest.partition("/")
-    found = importlib.util.find_spec(package) if package else None
-    if found is None or not found.submodule_search_locations:
+    if not package.isidentifier():
+        raise ValueError(f"model {spec!r}: {package!r} is not a top-level Python package name (pkg:<package>/<subdir>; "
+                         f"a subpackage's folder is pkg:<package>/<subpackage>/<subdir>)")
+    found = importlib.util.find_spec(package)
+    if found is None:
         raise ValueError(f"model {spec!r}: Python package {package!r} is not installed (pip install it, e.g. "
                          f"pip install {package.replace('_', '-')})")
-    folder = Path(list(found.submodule_search_locations)[0]) / subdir
+    if not found.submodule_search_locations:
+        raise ValueError(f"model {spec!r}: {package!r} is a single-file module, not a package with folders")
+    base = Path(list(found.submodule_search_locations)[0]).resolve()
+    folder = (base / subdir).resolve()
+    if not folder.is_relative_to(base):
+        raise ValueError(f"model {spec!r}: {subdir!r} points outside package {package!r} ({base})")
     if not folder.is_dir():
         raise ValueError(f"model {spec!r}: {folder} is not a folder inside package {package!r}")
     return str(folder)
@@ -180,10 +192,29 @@ def load_pretrained(loader: Any, path: str, revision: str, **kwargs: Any) -> Any
     is printed even when stderr is not a terminal and even under ``--no-progress``, and reading
     a local checkpoint takes well under a second. A hub name keeps it, with the download bars.
     """
+    import pickle
+
     import torch
 
-    with _no_weight_loading_bar() if Path(path).is_dir() else contextlib.nullcontext():
-        return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+    try:
+        with _no_weight_loading_bar() if Path(path).is_dir() else contextlib.nullcontext():
+            return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+    except pickle.UnpicklingError:
+        raise UnsafeCheckpoint(unsafe_checkpoint_message(path)) from None
+
+
+class UnsafeCheckpoint(EncoderUnavailable):
+    """A pickled checkpoint holds more than tensors; ``torch.load(weights_only=True)`` refused it."""
+
+
+def unsafe_checkpoint_message(path: str) -> str:
+    """Names the pickled files (never what they hold) and what to do instead."""
+    folder = Path(path)
+    pickled = sorted(str(p) for p in folder.glob("*.bin")) if folder.is_dir() else []
+    where = ", ".join(pickled) if pickled else f"a pickled checkpoint (*.bin) of {path}"
+    return (f"{where}: refused to load: it holds objects other than tensors (possibly code), which "
+            f"torch.load(weights_only=True) blocks; use a .safetensors checkpoint, or re-save the model "
+            f"with save_pretrained from a source you trust")
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from mer.pipeline.config import CacheConfig, ExtractConfig, PipelineConfig
+from mer.pipeline.config import CacheConfig, ExtractConfig, PipelineConfig, check_path_names
 from mer.pipeline.config_schema import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from mer.train.config import TrainConfig
 from mer.train.finetune_config import FinetuneConfig
@@ -126,6 +126,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     config = from_dict(ExperimentConfig, data, source)
     config.source = source
     config.notes = notes
+    check_path_names(config, corpus_given=bool((data.get("dataset") or {}).get("corpus")))
     return config
 
 

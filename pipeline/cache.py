@@ -33,6 +33,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -47,7 +48,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from mer.pipeline.layout import SPEC_NAME, candidate_encoder_dirs
+from mer.pipeline.layout import SPEC_NAME, CacheError, candidate_encoder_dirs
 
 CACHE_FORMAT = "mer-feature-cache"
 CACHE_FORMAT_VERSION = 1
@@ -56,10 +57,54 @@ FAILURES_NAME = "failures.jsonl"
 TMP_MARK = ".tmp-"
 SHARD_RE = re.compile(r"^shard-(\d{5,})\.(h5|json)$")
 HASH_CHUNK = 1 << 20
+#: files of an encoder directory that are not cache content (the writers' lock, the readers' record)
+BOOKKEEPING = (".lock", ".verified.json")
 
 
-class CacheError(RuntimeError):
-    """The cache directory cannot be used as asked (wrong encoder, dtype mismatch, unreadable)."""
+
+
+class CacheFull(CacheError):
+    """No space left for the cache; the message names the folder, the bytes needed and free."""
+
+
+#: errno values that mean "the file system is full" (ENOSPC) or "your quota is" (EDQUOT)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+#: room kept beyond a shard's own bytes: its sidecar, then spec.json, failures.jsonl, plan.json
+SPACE_MARGIN = 256 << 10
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def no_space_message(folder: Path, what: str, needed: int, root: Path | None = None) -> str:
+    """The one message for a full disk: where (the cache root when known, and the folder), how
+    much is needed and free, and what to do."""
+    folder = Path(folder)
+    try:
+        free = f"{_human(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        free = "free space unknown"
+    where = f"{root} (in {folder.relative_to(root)}/)" if root is not None and folder.is_relative_to(root) else folder
+    return (f"no space left for the feature cache under {where}: {what} needs about {_human(needed)}, {free}; "
+            f"free some space or set cache.root to a larger disk, then re-run mer extract (complete shards are "
+            f"kept, the partial file was removed)")
+
+
+def cache_root_of(directory: Path) -> Path:
+    """The cache root of an encoder directory ``<root>/<corpus>/<modality>/<key>``."""
+    return Path(directory).parents[2]
+
+
+def ensure_space(directory: Path, needed: int, what: str) -> None:
+    """Refuse (CacheFull) before writing ``needed`` bytes into an encoder directory where fewer
+    are free (plus :data:`SPACE_MARGIN` for the sidecar and the final spec/failures files)."""
+    if shutil.disk_usage(directory).free < needed + SPACE_MARGIN:
+        raise CacheFull(no_space_message(directory, what, needed + SPACE_MARGIN, cache_root_of(directory)))
 
 
 # --- small primitives ------------------------------------------------------------------------
@@ -101,6 +146,11 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         _crash_point(f"write-{path.name}")  # e.g. write-spec.json, write-failures.jsonl
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in NO_SPACE:
+            raise CacheFull(no_space_message(path.parent, path.name, len(data))) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -194,6 +244,8 @@ class ShardProblem:
 class ScanResult:
     complete: dict[int, ShardRecord] = field(default_factory=dict)
     problems: dict[int, ShardProblem] = field(default_factory=dict)
+    #: what is wrong with spec.json for a reader (:func:`spec_problem`), None when it is usable
+    spec_problem: str | None = None
 
     @property
     def highest(self) -> int:
@@ -226,7 +278,11 @@ def publish_shard(tmp_h5: Path, final_h5: Path, ids: list[str], failures: list[d
     fsync_dir(final_h5.parent)
     _crash_point("shard-replaced")
     sidecar = sidecar_for(final_h5, ids, digest, size, failures, **extra)
-    write_json(final_h5.with_suffix(".json"), sidecar)
+    try:
+        write_json(final_h5.with_suffix(".json"), sidecar)
+    except Exception:  # e.g. CacheFull: a shard without sidecar is incomplete anyway; leave no partial file
+        final_h5.unlink(missing_ok=True)
+        raise
     _crash_point("shard-published")  # complete; the next shard has not started
     return sidecar
 
@@ -310,7 +366,7 @@ def shard_indices(directory: Path) -> list[int]:
 def scan(directory: Path, verify: bool = True, threads: int = 4) -> ScanResult:
     """Check every shard of an encoder directory (sha256 in parallel threads when verifying)."""
     indices = shard_indices(Path(directory))
-    result = ScanResult()
+    result = ScanResult(spec_problem=spec_problem(Path(directory)))
     if not indices:
         return result
     if verify and len(indices) > 1 and threads > 1:
@@ -428,13 +484,58 @@ def write_plan(directory: Path, plan: Plan) -> None:
 # --- spec.json and failures.jsonl ------------------------------------------------------------
 
 def read_spec(directory: Path) -> dict[str, Any] | None:
+    """The parsed spec.json, None when absent; CacheError when a reader could not use it."""
     path = Path(directory) / SPEC_NAME
     if not path.exists():
         return None
+    problem = spec_problem(directory)
+    if problem:
+        raise CacheError(f"{path}: {problem}; remove the file and re-run mer extract to rebuild it")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CacheError(f"{path}: unreadable spec ({exc}); remove the file to rebuild it") from None
+    except (OSError, ValueError) as exc:  # changed since spec_problem looked at it
+        raise CacheError(f"{path}: unreadable spec ({type(exc).__name__}); remove the file and re-run mer extract "
+                         f"to rebuild it") from None
+
+
+def spec_problem(directory: Path) -> str | None:
+    """What makes ``spec.json`` unusable for a reader, or None. A reader needs a JSON object
+    whose ``format`` (when given) is this cache's, with an encoder ``key`` and, when given, a
+    list of valid output specs (a key that is not the directory's name is :func:`check_spec_compatible`'s
+    concern: it matters to writers). The detail names positions, never the file's content."""
+    directory = Path(directory)
+    path = directory / SPEC_NAME
+    if not path.exists():
+        return "missing: the shards cannot be read without it" if shard_indices(directory) else None
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    try:
+        spec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (invalid byte at offset {exc.start})"
+    except ValueError as exc:
+        return f"not valid JSON ({getattr(exc, 'msg', 'parse error')} at line {getattr(exc, 'lineno', '?')} " \
+               f"column {getattr(exc, 'colno', '?')})"
+    if not isinstance(spec, dict):
+        return f"not a JSON object (a JSON {type(spec).__name__})"
+    if "format" in spec and spec["format"] != CACHE_FORMAT:
+        return f"its 'format' is not {CACHE_FORMAT!r}"
+    if not isinstance(spec.get("key"), str) or not spec["key"]:
+        return "it names no encoder 'key'"
+    outputs = spec.get("outputs")
+    if outputs is None:
+        return None  # written before the first shard finished (a killed run): the next extract fills it
+    if not isinstance(outputs, list) or not outputs:
+        return "'outputs' is not a non-empty list"
+    for k, out in enumerate(outputs):
+        ok = (isinstance(out, dict) and isinstance(out.get("name"), str) and isinstance(out.get("ragged"), bool)
+              and isinstance(out.get("shape"), list)
+              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in out["shape"]))
+        if not ok:
+            return f"'outputs'[{k}] is not an output spec (name, shape, ragged)"
+    return None
 
 
 def check_spec_compatible(directory: Path, spec: dict | None, key: str, cache_dtype: str) -> None:
@@ -493,9 +594,9 @@ def encoder_dirs(root: str | Path) -> list[Path]:
 
 
 def dir_bytes(directory: Path) -> int:
-    """Bytes of the cache files (the ``.lock`` bookkeeping file is not counted)."""
+    """Bytes of the cache files (the ``.lock`` and ``.verified.json`` bookkeeping files are not counted)."""
     return sum(e.stat().st_size for e in os.scandir(directory)
-               if e.is_file(follow_symlinks=False) and e.name != ".lock")
+               if e.is_file(follow_symlinks=False) and e.name not in BOOKKEEPING)
 
 
 def describe_dir(directory: Path) -> EncoderDirInfo:
@@ -517,7 +618,7 @@ def describe_dir(directory: Path) -> EncoderDirInfo:
 
 def remove_encoder_dir(directory: Path) -> int:
     """Delete an encoder directory; returns the bytes freed. Removes the modality folder if empty."""
-    freed = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file() and f.name != ".lock")
+    freed = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file() and f.name not in BOOKKEEPING)
     shutil.rmtree(directory)
     parent = directory.parent
     if parent.is_dir() and not any(parent.iterdir()):

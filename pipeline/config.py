@@ -9,12 +9,13 @@ sections and is the only place that reads YAML files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Literal
 
 from mer.features.registry import options_class
 from mer.pipeline.adapters import config_class
-from mer.pipeline.config_schema import TaggedBy
-from mer.pipeline.layout import CacheLayout
+from mer.pipeline.config_schema import ConfigError, TaggedBy
+from mer.pipeline.layout import CacheLayout, path_component_problem
 
 DatasetSection = Annotated[object, TaggedBy("name", config_class)]
 EncoderSection = Annotated[object, TaggedBy("encoder", options_class)]
@@ -72,4 +73,18 @@ class PipelineConfig:
         return CacheLayout(self.cache.root, self.corpus)
 
 
-__all__ = ["CacheConfig", "DatasetSection", "EncoderSection", "ExtractConfig", "PipelineConfig"]
+def check_path_names(config: PipelineConfig, corpus_given: bool = True) -> None:
+    """The corpus and the ``features`` keys become folder names under the cache root (and in
+    run folders): refuse any that could point elsewhere (``..``, ``a/b``)."""
+    where = "'dataset.corpus'"
+    if not corpus_given and getattr(config.dataset, "manifest", ""):
+        where = f"the corpus name (from the manifest file name {Path(config.dataset.manifest).name!r})"
+    names = [(where, config.corpus)] + [(f"the 'features' key {m!r}", m) for m in config.features]
+    for what, name in names:
+        problem = path_component_problem(name)
+        if problem:
+            raise ConfigError(f"{config.source}: {what} is used as a folder name under the cache root, but "
+                              f"{problem}; set dataset.corpus / rename the key to a plain name")
+
+
+__all__ = ["CacheConfig", "DatasetSection", "EncoderSection", "ExtractConfig", "PipelineConfig", "check_path_names"]

@@ -23,14 +23,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+class CacheError(RuntimeError):
+    """The cache cannot be used as asked: missing, incomplete, corrupt, the wrong encoder or dtype,
+    or a name that cannot be a folder under the cache root. Training and the CLI use this one class."""
+
+
 MANIFEST_NAME = "manifest.csv"
 SKIPPED_NAME = "skipped.csv"
 SPEC_NAME = "spec.json"
 
 
+def path_component_problem(name: str) -> str | None:
+    """Why ``name`` cannot be ONE folder name under the cache root (so that nothing is ever
+    written outside it), or None: empty, ``.``/``..``, a path separator, or a control character."""
+    if not isinstance(name, str) or not name.strip():
+        return "it is empty"
+    if name in (".", ".."):
+        return f"{name!r} is not a folder of its own"
+    if "/" in name or "\\" in name:
+        return "it contains a path separator"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it contains a control character"
+    return None
+
+
+def check_component(what: str, name: str, root: Path | str) -> str:
+    problem = path_component_problem(name)
+    if problem:
+        raise CacheError(f"{what} {name!r} cannot be a folder name under the cache root {root}: {problem}")
+    return name
+
+
 @dataclass(frozen=True)
 class CacheLayout:
-    """The folders of one corpus under one cache root."""
+    """The folders of one corpus under one cache root; every name is checked to be one plain folder."""
 
     root: Path
     corpus: str
@@ -40,7 +66,7 @@ class CacheLayout:
 
     @property
     def corpus_dir(self) -> Path:
-        return self.root / self.corpus
+        return self.root / check_component("corpus", self.corpus, self.root)
 
     @property
     def manifest_path(self) -> Path:
@@ -48,10 +74,10 @@ class CacheLayout:
         return self.corpus_dir / MANIFEST_NAME
 
     def modality_dir(self, modality: str) -> Path:
-        return self.corpus_dir / modality
+        return self.corpus_dir / check_component("modality", modality, self.root)
 
     def encoder_dir(self, modality: str, key: str) -> Path:
-        return self.modality_dir(modality) / key
+        return self.modality_dir(modality) / check_component("encoder key", key, self.root)
 
 
 def encoder_dir(root: str | Path, corpus: str, modality: str, key: str) -> Path:

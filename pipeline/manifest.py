@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -140,18 +138,17 @@ class Manifest:
     # --- I/O ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (CSV) and ``<path>.json`` with the fingerprint; atomically."""
+        from mer.pipeline.cache import write_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # unique tmp names: concurrent `mer extract --modality ...` runs each save the manifest
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        self.df.to_csv(tmp, index=False, lineterminator="\n")
-        tmp.replace(path)
+        # write_atomic: unique tmp names (concurrent `mer extract --modality ...` runs each save
+        # the manifest), and a full disk is one CacheFull message with the tmp file removed
+        write_atomic(path, self.df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
         meta = {"fingerprint": self.fingerprint, "samples": len(self), "columns": list(self.df.columns)}
         meta.update(self.extra)
-        sidecar = path.with_name(path.name + ".json")
-        tmp = sidecar.with_name(f"{sidecar.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(sidecar)
+        write_atomic(path.with_name(path.name + ".json"),
+                     (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         return path
 
     @classmethod

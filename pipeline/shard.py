@@ -182,16 +182,25 @@ def _set_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
         obj.attrs[name] = _attr_value(attrs[name])
 
 
-def _create_file(path: Path) -> h5py.File:
-    """A new HDF5 file without timestamps and with fixed format bounds (see module doc)."""
+#: allocation increment of the in-memory HDF5 file (the image's size is HDF5's end of file, not a multiple of it)
+CORE_BLOCK = 1 << 20
+
+
+def _create_file(name: str) -> h5py.File:
+    """A new in-memory HDF5 file (core driver, no backing store) without timestamps and with
+    fixed format bounds (see module doc). Why in memory: HDF5 writing into a full disk fails
+    its close, keeps the file open inside the library and then crashes the process at exit
+    (a segmentation fault, reproduced on a full tmpfs); its file image is byte for byte what
+    the default driver writes, and plain Python I/O puts it on disk with a clean ``OSError``."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(*LIBVER)
     fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
+    fapl.set_fapl_core(CORE_BLOCK, False)
     fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
     fcpl.set_obj_track_times(False)  # the root group's timestamps
     fcpl.set_link_creation_order(TRACK_ORDER)  # h5dump / f.keys() list ids, ok, outputs in that order
     fcpl.set_attr_creation_order(TRACK_ORDER)
-    fid = h5py.h5f.create(os.fsencode(str(path)), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
+    fid = h5py.h5f.create(os.fsencode(name), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
     return h5py.File(fid)
 
 
@@ -211,10 +220,18 @@ def _dataset(parent: h5py.Group, name: str, data: np.ndarray, **kwargs) -> h5py.
 def write_h5(path: str | Path, data: ShardData, specs: list[OutputSpec], attrs: dict[str, Any],
              cache_dtype: str) -> None:
     """Write ``data`` to ``path`` (a new file), deterministically. Durability (fsync, rename)
-    is the caller's job (:func:`mer.pipeline.cache.publish_shard`)."""
+    is the caller's job (:func:`mer.pipeline.cache.publish_shard`); a full disk is a plain
+    ``OSError`` (ENOSPC) and leaves a partial file for the caller to remove."""
+    image = shard_image(data, specs, attrs, cache_dtype)
+    with open(path, "wb") as fh:
+        fh.write(image)
+
+
+def shard_image(data: ShardData, specs: list[OutputSpec], attrs: dict[str, Any], cache_dtype: str) -> bytes:
+    """The bytes of the shard file for ``data``, built in memory (see :func:`_create_file`)."""
     root_attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "cache_dtype": cache_dtype,
                   "outputs": [spec_to_dict(s, cache_dtype) for s in specs], **attrs}
-    f = _create_file(Path(path))
+    f = _create_file(f"mer-shard-{id(data)}")
     try:
         _set_attrs(f, root_attrs)
         ids = np.array(data.ids, dtype=object)
@@ -231,6 +248,8 @@ def write_h5(path: str | Path, data: ShardData, specs: list[OutputSpec], attrs: 
             else:
                 dataset = _dataset(f, spec.name, data.fixed[spec.name])
                 _set_attrs(dataset, output_attrs)
+        f.flush()
+        return f.id.get_file_image()
     finally:
         f.close()
 

@@ -35,9 +35,10 @@ from typing import Any, Callable, Iterator
 
 from mer.features.base import Encoder, SampleError
 from mer.features.batching import make_batches
-from mer.pipeline.cache import publish_shard, shard_name, tmp_path
-from mer.pipeline.shard import (EncoderContractError, OutputProblem, assemble, convert_output, spec_to_dict,
-                                write_h5)
+from mer.pipeline.cache import (NO_SPACE, CacheFull, cache_root_of, ensure_space, no_space_message, publish_shard,
+                                shard_name, tmp_path)
+from mer.pipeline.shard import (EncoderContractError, OutputProblem, assemble, convert_output, shard_image,
+                                spec_to_dict)
 
 log = logging.getLogger("mer.extract")
 
@@ -303,11 +304,20 @@ def run_shard(task: ShardTask, progress: Callable[[int], None] | None = None) ->
     final = directory / f"{shard_name(task.index)}.h5"
     tmp = tmp_path(final)
     failures = [run.failures[i] for i in sorted(run.failures)]
+    image = shard_image(data, run.specs, {"encoder_key": task.key, "family": encoder.family,
+                                          "modality": task.modality, "corpus": task.corpus}, task.cache_dtype)
+    # the sidecar lists the ids and failures: about their JSON twice over
+    ensure_space(directory, len(image) + 2 * len(repr(data.ids)) + 2 * len(repr(failures)), final.name)
     try:
-        write_h5(tmp, data, run.specs, {"encoder_key": task.key, "family": encoder.family,
-                                        "modality": task.modality, "corpus": task.corpus}, task.cache_dtype)
+        with open(tmp, "wb") as fh:
+            fh.write(image)
         sidecar = publish_shard(tmp, final, data.ids, failures, encoder=task.key,
                                 seconds=round(time.perf_counter() - start, 3))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in NO_SPACE:  # the disk filled up since ensure_space (another writer)
+            raise CacheFull(no_space_message(directory, final.name, len(image), cache_root_of(directory))) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

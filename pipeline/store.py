@@ -6,9 +6,13 @@
 >>> batch["frames"][0]             # ragged output: a Ragged; sample 0's (T_0, *shape) frames
 >>> batch.present                  # [True, True, False]: absent AND failed samples are False
 
-The store reads only complete shards (sidecar present, size as recorded; with
-``verify=True`` also the sha256), builds an id -> (shard, row) index once from the shards'
-``ids`` datasets, and in :meth:`FeatureStore.get` reads each shard at most once. Float
+The store reads only complete shards: sidecar present, size as recorded, and the sha256 of
+the bytes equal to the sidecar's (once per shard per process, see :mod:`.read_verify`). A
+shard whose bytes disagree with its sidecar, or that is not a readable HDF5 file, is refused
+with a :class:`CacheError` naming it and the repair; a shard whose write never finished is
+skipped (the cache is then incomplete, and ``is_complete`` says so). It builds an id ->
+(shard, row) index once from the shards' ``ids`` datasets, and in :meth:`FeatureStore.get`
+reads each shard at most once. Float
 outputs come back as float32 whatever the cache dtype; other dtypes as stored.
 ``dask_array`` gives a lazy view (one chunk per shard) for caches larger than memory.
 """
@@ -24,8 +28,9 @@ import h5py
 import numpy as np
 
 from mer.features.base import OutputSpec
-from mer.pipeline.cache import CacheError, read_spec, scan, shard_name
+from mer.pipeline.cache import CacheError, ShardProblem, read_spec, scan, shard_name
 from mer.pipeline.layout import encoder_dir
+from mer.pipeline.read_verify import verify_for_read
 from mer.pipeline.shard import read_ids, spec_from_dict
 
 if TYPE_CHECKING:
@@ -35,6 +40,34 @@ log = logging.getLogger("mer.store")
 
 #: read a contiguous span of rows and pick from it when at least this share of the span is wanted
 DENSE_READ = 0.25
+#: shard problems that mean damaged bytes (refused), not an unfinished write (skipped)
+DAMAGED = ("corrupt", "size")
+#: what repairs a damaged shard (train adds the exact command with the config and modality)
+REPAIR = "re-run `mer extract` with the config that built this cache"
+
+
+def open_shard(path: str | Path) -> h5py.File:
+    """Open a shard for reading; a file HDF5 cannot open is a :class:`CacheError` naming it
+    and its repair, not h5py's ``OSError`` (the reason is HDF5's, never the file's bytes)."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        path = Path(path)
+        reason = str(exc).split("(", 1)[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        raise CacheError(f"{path}: not a readable HDF5 file ({reason}); remove it and its sidecar "
+                         f"{path.with_suffix('.json').name}, then {REPAIR}") from None
+
+
+def damaged_message(directory: Path, problems: list[ShardProblem]) -> str:
+    """One line per damaged shard: name, what disagrees, and the repair."""
+    lines = []
+    for p in sorted(problems, key=lambda p: p.index):
+        if p.kind == "corrupt":
+            lines.append(f"  {p.path.name}: sha256 {p.actual} != {p.expected} in its sidecar")
+        else:
+            lines.append(f"  {p.path.name}: {p.actual} bytes != {p.expected} in its sidecar")
+    return (f"{directory}: {len(problems)} shard(s) damaged since they were written; refusing to read them:\n"
+            + "\n".join(lines) + f"\n  {REPAIR}: it redoes them")
 
 
 @dataclass
@@ -137,19 +170,24 @@ def _out_dtype(spec: OutputSpec, stored: np.dtype) -> np.dtype:
 class FeatureStore:
     """Read access to one encoder directory ``<root>/<corpus>/<modality>/<encoder key>/``."""
 
-    def __init__(self, path: str | Path, *, verify: bool = False):
+    def __init__(self, path: str | Path, *, verify: bool = True):
+        """``verify=False`` checks sizes only: for tools that look at a cache they will repair,
+        never for reading features to use."""
         self.path = Path(path)
         if not self.path.is_dir():
             raise CacheError(f"{self.path}: no such feature cache directory (run mer extract first)")
-        spec = read_spec(self.path)
-        if spec is None:
+        if not (self.path / "spec.json").exists():
             raise CacheError(f"{self.path}: no spec.json: not a mer feature cache, or its extraction never started")
+        spec = read_spec(self.path)  # CacheError naming what makes it unusable
         self.spec: dict[str, Any] = spec
         self.outputs: list[OutputSpec] = [spec_from_dict(o) for o in (spec.get("outputs") or [])]
         self._output = {o.name: o for o in self.outputs}
         self._stored_dtype = {o["name"]: np.dtype(o.get("stored_dtype") or "float32")
                               for o in (spec.get("outputs") or [])}
-        state = scan(self.path, verify=verify)
+        state = verify_for_read(self.path) if verify else scan(self.path, verify=False)
+        damaged = [p for p in state.problems.values() if p.kind in DAMAGED]
+        if damaged:
+            raise CacheError(damaged_message(self.path, damaged))
         for problem in state.problems.values():
             log.warning("%s: skipping %s: %s", self.path, problem.path.name, problem.detail)
         self._shard_paths: list[Path] = []
@@ -158,7 +196,7 @@ class FeatureStore:
         index: dict[str, tuple[int, int]] = {}
         for position, shard in enumerate(sorted(state.complete)):
             path = self.path / f"{shard_name(shard)}.h5"
-            with h5py.File(path, "r") as f:
+            with open_shard(path) as f:
                 ids = read_ids(f)
                 ok = f["ok"][:].astype(bool)
             self._shard_paths.append(path)
@@ -173,11 +211,11 @@ class FeatureStore:
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, corpus: str, modality: str, key: str, *, verify: bool = False) -> "FeatureStore":
+    def open(cls, root: str | Path, corpus: str, modality: str, key: str, *, verify: bool = True) -> "FeatureStore":
         return cls(encoder_dir(root, corpus, modality, key), verify=verify)
 
     @classmethod
-    def for_config(cls, config: "PipelineConfig", modality: str, *, verify: bool = False) -> "FeatureStore":
+    def for_config(cls, config: "PipelineConfig", modality: str, *, verify: bool = True) -> "FeatureStore":
         """The store of ``config.features[modality]`` (the encoder is built for its key, not loaded)."""
         from mer.features.registry import build_encoder
 
@@ -255,7 +293,7 @@ class FeatureStore:
         for s in np.unique(shard[stored]):
             where = np.flatnonzero(shard == s)
             unique_rows, inverse = np.unique(row[where], return_inverse=True)
-            with h5py.File(self._shard_paths[s], "r") as f:
+            with open_shard(self._shard_paths[s]) as f:
                 for spec in fixed:
                     data = _read_rows(f[spec.name], unique_rows)
                     arrays[spec.name][where] = data[inverse]
@@ -297,7 +335,7 @@ class FeatureStore:
             where = np.flatnonzero(shard == s)
             rows = row[where]
             if spec.ragged:
-                with h5py.File(self._shard_paths[s], "r") as f:
+                with open_shard(self._shard_paths[s]) as f:
                     offsets = f[name]["offsets"][:]
                 lens = offsets[rows + 1] - offsets[rows]
                 lengths[where] = lens
@@ -340,7 +378,7 @@ class FeatureStore:
 def _read_chunk(path: str, name: str, ragged: bool, rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Rows of one shard in the given order (a dask task: opens the file itself, picklable)."""
     unique_rows, inverse = np.unique(rows, return_inverse=True)
-    with h5py.File(path, "r") as f:
+    with open_shard(path) as f:
         if not ragged:
             return _read_rows(f[name], unique_rows)[inverse].astype(dtype, copy=False)
         values, lens = _read_ragged(f[name], unique_rows)

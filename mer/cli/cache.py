@@ -41,12 +41,13 @@ def ls_cmd(root: str, as_json: bool) -> None:
 @cache_group.command("verify")
 @click.option("--root", default="cache", show_default=True, type=click.Path(file_okay=False), help="Cache root.")
 def verify_cmd(root: str) -> None:
-    """Re-check every shard's sha256; name corrupt or incomplete shards and exit 1 if any."""
+    """Re-check every shard's sha256 and every spec.json; name corrupt or incomplete shards and
+    unusable specs, and exit 1 if any."""
     dirs = encoder_dirs(root)
     if not dirs:
         click.echo(f"no feature caches under {root}")
         return
-    bad = unverified = shards = 0
+    bad = bad_spec = unverified = shards = 0
     for directory in dirs:
         lock = DirLock(directory, shared=True, create=False)
         if (directory / LOCK_NAME).exists():
@@ -61,6 +62,10 @@ def verify_cmd(root: str) -> None:
         finally:
             lock.release()
         shards += len(state.complete)
+        if state.spec_problem:
+            bad += 1
+            bad_spec += 1
+            click.echo(f"BAD-SPEC {directory / 'spec.json'}: {state.spec_problem}")
         for problem in sorted(state.problems.values(), key=lambda p: p.index):
             bad += 1
             if problem.kind == "corrupt":
@@ -69,12 +74,14 @@ def verify_cmd(root: str) -> None:
                 click.echo(f"CORRUPT {problem.path}: expected {problem.expected} bytes, actual {problem.actual}")
             else:
                 click.echo(f"INCOMPLETE {problem.path}: {problem.detail}")
-        if not state.problems:
+        if not state.problems and not state.spec_problem:
             click.echo(f"ok {directory}: {len(state.complete)} shard(s)")
     click.echo(f"{shards} shard(s) verified, {bad} problem(s)"
                + (f", {unverified} director(ies) busy and not verified" if unverified else ""))
-    if bad:
+    if bad > bad_spec:
         click.echo("re-run mer extract to redo the shards named above", err=True)
+    if bad_spec:
+        click.echo("remove each bad spec.json named above, then re-run mer extract: it rewrites it", err=True)
     if bad or unverified:
         sys.exit(1)
 

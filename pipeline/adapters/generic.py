@@ -54,10 +54,30 @@ def read_table(path: Path) -> pd.DataFrame:
             return df.astype(object).where(df.notna(), "")
         sep = "\t" if suffix == ".tsv" else ","
         return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text ({utf8_position(path)}); re-save it as UTF-8") from None
     except ValueError as exc:
         raise ManifestError(f"{path}: cannot parse as {suffix or 'CSV'}: {exc}") from None
+
+
+def utf8_position(path: Path) -> str:
+    """Where the first invalid UTF-8 byte of ``path`` is: byte offset in the FILE, line and
+    row. Why not the decoder's own offset: pandas decodes in chunks, so its ``start`` counts
+    from the chunk (a byte at 12,815 was reported at 3). Rows are counted by the csv module,
+    so a quoted field spanning lines is one row (row 1 = the first row after the header)."""
+    import csv
+    import io
+
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+        return "no invalid byte found on re-reading"
+    except UnicodeDecodeError as exc:
+        offset, reason = exc.start, exc.reason
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    line = raw.count(b"\n", 0, offset) + 1
+    records = sum(1 for _ in csv.reader(io.StringIO(raw[:line_start].decode("utf-8"), newline="")))
+    return f"{reason} at byte {offset:,} (line {line}, row {records})"
 
 
 def resolve_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:

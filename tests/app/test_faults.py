@@ -19,7 +19,14 @@ What other test files already cover (not repeated here):
 * a label outside ``train.classes``: ``test_train_data.py::test_unknown_label_outside_the_classes_is_an_error``;
   adapters skipping it: ``test_adapters_kemdy20.py::test_labels_text_and_skips``,
   ``test_adapters_meld.py::test_rows_labels_and_skips``;
-* ``mer ablate`` skipping cells that have result.json: ``test_train_ablate.py::test_grid_runs_skips_invalid_cells_and_resumes``.
+* ``mer ablate`` skipping cells that have result.json: ``test_train_ablate.py::test_grid_runs_skips_invalid_cells_and_resumes``;
+* a disk that fills up during extraction (a size-limited tmpfs, as root), then a complete
+  byte-identical re-run: ``pipeline/test_disk_full.py``; a flipped byte or a damaged HDF5
+  signature refused by every reader (``mer train`` included): ``pipeline/test_read_verify.py``;
+  a garbage spec.json: ``pipeline/test_spec_verify.py``; path tricks in names:
+  ``pipeline/test_path_names.py``; a malicious pickled checkpoint: ``features/test_hf_safety.py``;
+  cut WAV/AIFF/AU files: ``features/test_audio_truncation.py``; directories, FIFOs, devices,
+  symlink loops, inf/NaN, IBI <= 0, invalid UTF-8 offsets: ``features/test_precise_reasons.py``.
 
 Added here: the three remaining SIGKILL moments (between shards, during the final
 failures.jsonl write, during the final spec.json write), the bad-input matrix through ``mer
@@ -189,7 +196,7 @@ EXPECTED_FAILURES = {
     "audio_hf": {},
     "text": {"blank": ("clean", "empty text")},
     "bio": {"bio_badheader": ("read", "TEMP_badheader.csv: line 1 should be the start unix time"),
-            "bio_nan": ("features", "TEMP_nan.csv: 2 NaN values in segment [1644226081.0, 1644226091.0)"),
+            "bio_nan": ("features", "TEMP_nan.csv: 2 NaN value(s) (first at line 87) in segment [1644226081.0, 1644226091.0)"),
             "bio_none": ("read", "no biosignal rows for segment [1644226261.0, 1644226271.0) in any of ['temp', 'ibi']")},
 }
 

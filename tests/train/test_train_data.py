@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mer.config import load_config
+from mer.pipeline.cache import read_sidecar, sha256_file, write_json
 from mer.pipeline.corpus import prepare_manifest
 from mer.pipeline.manifest import Manifest
 from mer.train.data import resolve_splits
@@ -90,6 +91,14 @@ def test_changing_a_test_sample_does_not_change_the_statistics(corpus, tmp_path)
     assert not torch.equal(data.modalities["audio"].x[k], data2.modalities["audio"].x[k])
 
 
+def republish(h5: Path) -> None:
+    """Make a shard edited in place complete again: its sidecar gets the new size and sha256."""
+    side = h5.with_suffix(".json")
+    meta = read_sidecar(side)
+    meta.update(sha256=sha256_file(h5), bytes=h5.stat().st_size)
+    write_json(side, meta)
+
+
 def test_nan_features_are_reported_and_excluded(corpus, tmp_path):
     path, table = corpus
     # copy the cache, then put a NaN into one stored sample (the extractor itself refuses NaN)
@@ -107,6 +116,8 @@ def test_nan_features_are_reported_and_excluded(corpus, tmp_path):
             ids = list(f["ids"].asstr()[:])
             if victim in ids:
                 f["pooled"][ids.index(victim), 1] = np.nan
+                edited = shard
+    republish(edited)  # as if the writer had stored the NaN: readers refuse bytes that differ from the sidecar
     with pytest.warns(DataWarning, match=rf"1 sample\(s\) have NaN/inf features .*{victim}"):
         data = load_experiment_data(config, manifest_for(config)[0], ["text", "audio"])
     k = data.ids.index(victim)
