@@ -101,10 +101,15 @@ class HFTextEncoder(HFModelEncoder):
         return [OutputSpec("pooled", self.pooled_shape(), attrs={"layers": self.layer_indices, "pooling": self.options.pooling})]
 
     def batch_policy(self) -> BatchPolicy:
+        """On CPU only texts of the same token count share a batch: then nothing is padded and
+        a text's vector does not depend on its batch-mates, bit for bit (padding changes the
+        attention's reductions in the last bits; under MKL's strict mode, see
+        :mod:`mer.features`, the matrix products are row-independent). On CUDA, where kernels
+        are chosen by shape anyway, buckets of similar lengths are padded to the longest."""
         cuda = self.on_cuda()
         items = self.options.max_batch or (256 if cuda else 64)
         tokens = self.options.max_tokens or (65536 if cuda else 8192)
-        return BatchPolicy(max_items=items, max_cost=float(tokens))
+        return BatchPolicy(max_items=items, max_cost=float(tokens), equal_cost_only=not cuda)
 
     def cost(self, row: dict) -> float:
         """Token count after truncation (the padded size is what a batch costs)."""
