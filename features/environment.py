@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def check_torchaudio() -> str | None:
 def _devices() -> list[str]:
     import torch
 
-    lines = [f"cpu: {torch.get_num_threads()} torch threads"]
+    blas = "MKL" if torch.backends.mkl.is_available() else "not MKL: bitwise identity across thread counts not promised"
+    lines = [f"cpu: {torch.get_num_threads()} torch threads, BLAS {blas}, MKL_CBWR={os.environ.get('MKL_CBWR', '')}"]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)

@@ -1,6 +1,15 @@
-"""``hf-audio``: raw-waveform speech encoders (Wav2Vec2, HuBERT, WavLM, data2vec-audio) by name or path.
+"""``hf-audio``: speech encoders by name or path, pooled over the frames of the real audio.
 
-Preprocessing follows the model's own feature extractor settings (sampling rate,
+Two kinds of model, told apart by their feature extractor:
+
+* raw-waveform models (Wav2Vec2 incl. XLS-R, HuBERT, WavLM, data2vec-audio), fed
+  ``input_values``; described below;
+* models fed ``input_features`` by their own feature extractor: Whisper (the encoder of a
+  ``WhisperModel``, log-mel padded to 30 s) and Wav2Vec2-BERT (fbank); see
+  :mod:`mer.features.speech_features`. Their frames of padding are never pooled, and a clip
+  longer than the extractor's fixed length (Whisper's 30 s) is encoded in windows.
+
+Preprocessing of raw-waveform models follows the model's own feature extractor settings (sampling rate,
 ``do_normalize``, ``return_attention_mask``, ``padding_value``) but is applied here,
 vectorised, in the prefetch threads: ``do_normalize`` is zero mean / unit variance over
 the whole clip, exactly ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`` (tested
@@ -29,49 +38,42 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from mer.features.audio_io import audio_samples, load_audio, row_window
-from mer.features.base import Encoder, OutputSpec, SampleError
+from mer.features.base import OutputSpec, SampleError
 from mer.features.batching import BatchPolicy, make_batches
-from mer.features.hf_common import LayerSpec, hidden_stack, load_pretrained, masked_sum, model_identity, resolve_layers, resolve_model, validate_layers
+from mer.features.hf_base import HFModelEncoder
+from mer.features.hf_common import ModelOptions, hidden_stack, masked_sum
+from mer.features.speech_features import FeatureLayout, probe_layout, stack_windows, window_features
 
 #: Wav2Vec2FeatureExtractor's variance epsilon (zero_mean_unit_var_norm)
 NORM_EPS = 1e-7
 
 
 @dataclass
-class Options:
+class Options(ModelOptions):
     encoder: str = "hf-audio"
-    #: hub name, local folder, or pkg:<python package>/<subdir> (required)
-    model: str = field(kw_only=True)
-    #: hub revision (branch, tag or commit); ignored for local folders
-    revision: str = ""
-    #: last | all (every hidden state: conv-feature projection + each layer, (L+1, D)) | list of indices
-    layers: LayerSpec = "last"
+    #: manifest column with the audio path (start/end columns give the window)
+    column: str = "audio"
     #: longer clips are encoded in equal consecutive windows of at most this many seconds
+    #: (and at most the feature extractor's fixed length, e.g. Whisper's 30 s)
     max_seconds: float = 30.0
     #: also store the last layer's frame sequence (ragged (T, D))
     store_frames: bool = False
-    #: manifest column with the audio path (start/end columns give the window)
-    column: str = "audio"
-    #: mixed precision on CUDA (no effect on CPU, where outputs match fp32)
-    autocast: Literal["none", "bf16", "fp16"] = "none"
     #: speed only: clips per batch; 0 = device default (1 on CPU, 32 on CUDA)
     max_batch: int = 0
     #: speed only: padded seconds per batch (items x longest clip)
     max_batch_seconds: float = 200.0
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
+        super().__post_init__()
         if self.max_seconds <= 0:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.max_batch < 0 or self.max_batch_seconds <= 0:
             raise ValueError("max_batch must be >= 0 (0 = device default) and max_batch_seconds > 0")
-        validate_layers(self.layers)
 
 
 @dataclass
@@ -81,6 +83,10 @@ class PreparedClip:
     samples: np.ndarray  # float32 (N,)
     bounds: list[tuple[int, int]]  # window [start, end) sample indices
     frames: list[int]  # valid output frames per window
+    #: ``input_features`` models: each window's features (batch axis removed, as the extractor made
+    #: them, its own padding included) and its valid feature frames; empty for waveform models
+    features: list[np.ndarray] = field(default_factory=list)
+    feature_frames: list[int] = field(default_factory=list)
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -110,7 +116,7 @@ def check_environment() -> None:
         raise RuntimeError(problem)
 
 
-class HFAudioEncoder(Encoder):
+class HFAudioEncoder(HFModelEncoder):
     family = "hf-audio"
     code_version = "1"
     columns = ("audio",)
@@ -118,37 +124,18 @@ class HFAudioEncoder(Encoder):
 
     def __init__(self, options: Options):
         super().__init__(options)
-        self.columns = (options.column,)
-        self._path: str | None = None
-        self._identity: dict[str, Any] | None = None
-        self._config: Any = None
         self._extractor: Any = None
-        self._model: Any = None
+        #: None for raw-waveform models, else how the extractor lays out input_features
+        self._layout: FeatureLayout | None = None
         self._lock = threading.Lock()
 
     # --- lazily resolved pieces ------------------------------------------------------
-    @property
-    def path(self) -> str:
-        if self._path is None:
-            self._path = resolve_model(self.options.model)
-        return self._path
+    def _before_transformers(self) -> None:
+        check_environment()
 
-    def identity(self) -> dict[str, Any]:
-        if self._identity is None:
-            self._identity = model_identity(self.options.model, self.options.revision)
-        return self._identity
-
-    def _ensure_config(self) -> Any:
-        with self._lock:
-            if self._config is None:
-                check_environment()
-                from transformers import AutoConfig
-
-                config = AutoConfig.from_pretrained(self.path, revision=self.options.revision or None)
-                if getattr(config, "add_adapter", False):
-                    raise ValueError(f"{self.options.model}: models with an adapter after the encoder (add_adapter=True) are not supported")
-                self._config = config
-        return self._config
+    def _check_config(self, config: Any) -> None:
+        if getattr(config, "add_adapter", False):
+            raise ValueError(f"{self.options.model}: models with an adapter after the encoder (add_adapter=True) are not supported")
 
     def _ensure_extractor(self) -> Any:
         with self._lock:
@@ -157,9 +144,17 @@ class HFAudioEncoder(Encoder):
                 from transformers import AutoFeatureExtractor
 
                 fe = AutoFeatureExtractor.from_pretrained(self.path, revision=self.options.revision or None)
-                if getattr(fe, "feature_size", None) != 1 or not hasattr(fe, "do_normalize"):
+                inputs = list(getattr(fe, "model_input_names", []))
+                if inputs[:1] == ["input_features"]:
+                    if getattr(fe, "dither", 0.0):
+                        raise ValueError(f"{self.options.model}: its feature extractor adds random dither "
+                                         f"(dither={fe.dither}), so features would differ on every run; set "
+                                         f'"dither": 0.0 in its preprocessor_config.json')
+                    self._layout = probe_layout(fe, int(fe.sampling_rate), self.options.model)
+                elif getattr(fe, "feature_size", None) != 1 or not hasattr(fe, "do_normalize"):
                     raise ValueError(f"{self.options.model}: hf-audio encodes raw-waveform models (Wav2Vec2, HuBERT, WavLM, "
-                                     f"data2vec-audio); its feature extractor is {type(fe).__name__}")
+                                     f"data2vec-audio) and models fed input_features by their feature extractor "
+                                     f"(Whisper, Wav2Vec2-BERT); its feature extractor is {type(fe).__name__}")
                 self._extractor = fe
         return self._extractor
 
@@ -168,45 +163,64 @@ class HFAudioEncoder(Encoder):
         return int(self._ensure_extractor().sampling_rate)
 
     @property
+    def layout(self) -> FeatureLayout | None:
+        """How ``input_features`` are laid out; None for a raw-waveform model."""
+        self._ensure_extractor()
+        return self._layout
+
+    @property
     def uses_attention_mask(self) -> bool:
         return bool(getattr(self._ensure_extractor(), "return_attention_mask", False))
 
     @property
     def padding_sensitive(self) -> bool:
-        """True when zero padding changes valid frames: group-norm conv features or no attention mask."""
-        norm = getattr(self._ensure_config(), "feat_extract_norm", "layer")
-        return norm == "group" or not self.uses_attention_mask
+        """True when zero padding changes valid frames, mask or not: group-norm conv features,
+        no attention mask, or a stack of positional convolutions (data2vec-audio's five: the
+        encoder zeroes padded frames only before the first, so later ones read what the first
+        made of the padding; a test shows the change).
+
+        Fixed-length models (Whisper) are never padded by batching: every window already has
+        the extractor's length.
+        """
+        layout = self.layout
+        if layout is not None:
+            return not layout.fixed_samples and not self.uses_attention_mask
+        config = self._ensure_config()
+        norm = getattr(config, "feat_extract_norm", "layer")
+        # data2vec-audio names its stack's depth num_conv_pos_embeddings (Wav2Vec2's kernel size)
+        # and its kernel conv_pos_kernel_size
+        stacked = hasattr(config, "conv_pos_kernel_size") and int(getattr(config, "num_conv_pos_embeddings", 1)) > 1
+        return norm == "group" or stacked or not self.uses_attention_mask
 
     @property
-    def layer_indices(self) -> list[int]:
-        return resolve_layers(self.options.layers, self._ensure_config().num_hidden_layers)
+    def window_samples(self) -> int:
+        """The longest window: ``max_seconds``, and never more than a fixed-length extractor takes."""
+        longest = max(1, int(self.options.max_seconds * self.sampling_rate))
+        layout = self.layout
+        return min(longest, layout.fixed_samples) if layout is not None and layout.fixed_samples else longest
 
     # --- interface -------------------------------------------------------------------
     def load(self, device: Any) -> None:
-        from transformers import AutoModel
-
-        config = self._ensure_config()
+        self._ensure_config()
         self._ensure_extractor()
-        model = load_pretrained(AutoModel, self.path, self.options.revision, config=config)
+        model = self._load_model(device)
+        if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+            model = model.get_encoder()  # Whisper: the encoder; the decoder is never run
         if not hasattr(model, "_get_feat_extract_output_lengths"):
-            raise ValueError(f"{self.options.model}: {type(model).__name__} is not a raw-waveform speech encoder "
+            raise ValueError(f"{self.options.model}: {type(model).__name__} is not a speech encoder "
                              "(no _get_feat_extract_output_lengths)")
-        self._model = model.eval().to(device)
+        self._model = model
         self.device = device
 
     def outputs(self) -> list[OutputSpec]:
         config = self._ensure_config()
-        layers = self.layer_indices
-        dim = config.hidden_size
-        shape = (dim,) if self.options.layers == "last" else (len(layers), dim)
-        specs = [OutputSpec("pooled", shape, attrs={"layers": layers, "sampling_rate": self.sampling_rate})]
+        specs = [OutputSpec("pooled", self.pooled_shape(), attrs={"layers": self.layer_indices, "sampling_rate": self.sampling_rate})]
         if self.options.store_frames:
-            specs.append(OutputSpec("frames", (dim,), ragged=True, attrs={"layer": config.num_hidden_layers}))
+            specs.append(OutputSpec("frames", (int(config.hidden_size),), ragged=True, attrs={"layer": config.num_hidden_layers}))
         return specs
 
     def batch_policy(self) -> BatchPolicy:
-        cuda = self.device is not None and getattr(self.device, "type", "cpu") == "cuda"
-        items = self.options.max_batch or (32 if cuda else 1)
+        items = self.options.max_batch or (32 if self.on_cuda() else 1)
         return BatchPolicy(max_items=items, max_cost=self.options.max_batch_seconds * self.sampling_rate,
                            equal_cost_only=self.padding_sensitive)
 
@@ -224,9 +238,13 @@ class HFAudioEncoder(Encoder):
         path = row.get(self.options.column)
         start, end = row_window(row)
         samples = load_audio(path, self.sampling_rate, start, end)
+        bounds = window_bounds(len(samples), self.window_samples)
+        if self._layout is not None:
+            pairs = [window_features(self._extractor, samples[a:b], self.sampling_rate, str(path)) for a, b in bounds]
+            valid = [n for _, n in pairs]
+            return PreparedClip(samples, bounds, self.frame_counts(valid), [f for f, _ in pairs], valid)
         if self._extractor.do_normalize:
             samples = normalise(samples)
-        bounds = window_bounds(len(samples), max(1, int(self.options.max_seconds * self.sampling_rate)))
         frames = self.frame_counts([b - a for a, b in bounds])
         if min(frames) < 1:
             raise SampleError("features", f"{path}: {len(samples) / self.sampling_rate:.3f} s of audio is shorter than the "
@@ -234,7 +252,8 @@ class HFAudioEncoder(Encoder):
         return PreparedClip(samples, bounds, frames)
 
     def frame_counts(self, lengths: list[int]) -> list[int]:
-        """Valid output frames for inputs of these lengths (the model's own formula)."""
+        """Valid output frames for inputs of these lengths (the model's own formula): lengths in
+        samples for raw-waveform models, in feature frames for ``input_features`` models."""
         import torch
 
         out = self._model._get_feat_extract_output_lengths(torch.tensor(lengths, dtype=torch.long))
@@ -250,31 +269,23 @@ class HFAudioEncoder(Encoder):
     def encode(self, batch: list[PreparedClip]) -> list[dict[str, np.ndarray]]:
         import torch
 
-        from mer.features.device import inference, to_device, to_numpy
+        from mer.features.device import inference, to_numpy
 
         if self._model is None:
             raise RuntimeError("hf-audio: encode() before load()")
         config = self._config
         layers = self.layer_indices
         need_all = layers != [config.num_hidden_layers]
-        windows = [(i, a, b, n) for i, clip in enumerate(batch) for (a, b), n in zip(clip.bounds, clip.frames)]
+        # (clip, window start, window end, valid frames, window index)
+        windows = [(i, a, b, n, w) for i, clip in enumerate(batch) for w, ((a, b), n) in enumerate(zip(clip.bounds, clip.frames))]
         sums: list[Any] = [0.0] * len(batch)
         counts = [0] * len(batch)
         frames: list[dict[int, np.ndarray]] = [{} for _ in batch]  # window start -> (n, D)
         # model calls: the batch policy applied to windows (equal lengths only where padding matters)
-        groups = make_batches({str(j): float(w[2] - w[1]) for j, w in enumerate(windows)}, self.batch_policy())
+        groups = make_batches({str(j): self._window_cost(w[2] - w[1]) for j, w in enumerate(windows)}, self.batch_policy())
         for group in groups:
             members = [windows[int(j)] for j in group]
-            lengths = [b - a for _, a, b, _ in members]
-            longest = max(lengths)
-            values = torch.full((len(members), longest), float(self._extractor.padding_value), dtype=torch.float32)
-            mask = torch.zeros((len(members), longest), dtype=torch.long)
-            for row, (i, a, b, _) in enumerate(members):
-                values[row, : b - a] = torch.from_numpy(batch[i].samples[a:b])
-                mask[row, : b - a] = 1
-            kwargs = {"input_values": to_device(values, self.device)}
-            if self.uses_attention_mask:
-                kwargs["attention_mask"] = to_device(mask, self.device)
+            kwargs = self._model_inputs(batch, members)
             with inference(self.device, self.options.autocast):
                 out = self._model(**kwargs, output_hidden_states=need_all)
                 states = hidden_stack(out, layers, config.num_hidden_layers)
@@ -284,7 +295,7 @@ class HFAudioEncoder(Encoder):
                 frame_mask = torch.arange(states[0].shape[1], device=n_frames.device)[None, :] < n_frames[:, None]
                 pooled = to_numpy(torch.stack([masked_sum(h, frame_mask) for h in states], dim=1))  # (B, k, D)
                 last = to_numpy(out.last_hidden_state) if self.options.store_frames else None
-            for row, (i, a, _, n) in enumerate(members):
+            for row, (i, a, _, n, _) in enumerate(members):
                 sums[i] = sums[i] + pooled[row].astype(np.float64)
                 counts[i] += n
                 if last is not None:
@@ -298,6 +309,36 @@ class HFAudioEncoder(Encoder):
                 result["frames"] = np.concatenate([frames[i][a] for a in sorted(frames[i])], axis=0)
             results.append(result)
         return results
+
+    def _window_cost(self, samples: int) -> float:
+        """What a window costs a batch: its samples, or the fixed length every window is padded to."""
+        layout = self._layout
+        return float(layout.fixed_samples) if layout is not None and layout.fixed_samples else float(samples)
+
+    def _model_inputs(self, batch: list[PreparedClip], members: list[tuple[int, int, int, int, int]]) -> dict[str, Any]:
+        """The model's keyword inputs for these windows, padded to the longest with a mask."""
+        import torch
+
+        from mer.features.device import to_device
+
+        if self._layout is not None:
+            values, mask = stack_windows([batch[i].features[w] for i, _, _, _, w in members],
+                                         [batch[i].feature_frames[w] for i, _, _, _, w in members], self._layout)
+            kwargs = {"input_features": to_device(torch.from_numpy(values), self.device)}
+            if not self._layout.fixed_samples and self.uses_attention_mask:
+                kwargs["attention_mask"] = to_device(torch.from_numpy(mask), self.device)
+            return kwargs
+        lengths = [b - a for _, a, b, _, _ in members]
+        longest = max(lengths)
+        values = torch.full((len(members), longest), float(self._extractor.padding_value), dtype=torch.float32)
+        mask = torch.zeros((len(members), longest), dtype=torch.long)
+        for row, (i, a, b, _, _) in enumerate(members):
+            values[row, : b - a] = torch.from_numpy(batch[i].samples[a:b])
+            mask[row, : b - a] = 1
+        kwargs = {"input_values": to_device(values, self.device)}
+        if self.uses_attention_mask:
+            kwargs["attention_mask"] = to_device(mask, self.device)
+        return kwargs
 
 
 ENCODER = HFAudioEncoder

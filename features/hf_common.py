@@ -7,6 +7,7 @@
 * model identity for the cache key: for a folder, a sha256 of the files that decide the
   output (weights, config, tokenizer/feature-extractor files), so that a fine-tuned
   checkpoint saved to the same folder gets a new key; for a hub name, the commit;
+* the options every such family shares (:class:`ModelOptions`: model, revision, layers, autocast);
 * layer selection and masked mean pooling.
 
 Nothing here imports torch or transformers at module level: config parsing imports this.
@@ -19,6 +20,7 @@ import hashlib
 import importlib.util
 import re
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
@@ -39,6 +41,32 @@ IDENTITY_PATTERNS = (
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 _HASH_LOCK = threading.Lock()
+
+
+@dataclass
+class ModelOptions:
+    """Options of every Hugging Face family; a family's ``Options`` adds its own after these.
+
+    The family's ``Options`` re-declares ``encoder`` (its name) and ``column`` (its manifest
+    column). Field order does not enter the cache key (options are hashed as sorted JSON).
+    """
+
+    encoder: str
+    #: hub name, local folder, or pkg:<python package>/<subdir> (required)
+    model: str = field(kw_only=True)
+    #: hub revision (branch, tag or commit); ignored for local folders
+    revision: str = ""
+    #: last | all (every hidden state: the input embedding + each layer, shape (L+1, D)) | list of indices
+    layers: LayerSpec = "last"
+    #: manifest column the family reads
+    column: str = ""
+    #: mixed precision on CUDA (no effect on CPU, where outputs match fp32)
+    autocast: Literal["none", "bf16", "fp16"] = "none"
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
+        validate_layers(self.layers)
 
 
 def resolve_model(spec: str) -> str:

@@ -16,46 +16,37 @@ concurrent calls from the prefetch threads could fail with "Already borrowed".
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from mer.features.base import Encoder, OutputSpec, SampleError
+from mer.features.base import OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.hf_common import LayerSpec, hidden_stack, load_pretrained, masked_sum, model_identity, resolve_layers, resolve_model, validate_layers
+from mer.features.hf_base import HFModelEncoder
+from mer.features.hf_common import ModelOptions, hidden_stack, masked_sum
 
 
 @dataclass
-class Options:
+class Options(ModelOptions):
     encoder: str = "hf-text"
-    #: hub name, local folder, or pkg:<python package>/<subdir> (required)
-    model: str = field(kw_only=True)
-    #: hub revision (branch, tag or commit); ignored for local folders
-    revision: str = ""
+    #: manifest column holding the text
+    column: str = "text"
     #: tokens per text after truncation ([CLS]/[SEP] included)
     max_length: int = 256
     #: mean = masked mean over real tokens; cls = the first token's hidden state
     pooling: Literal["mean", "cls"] = "mean"
-    #: last | all (every hidden state: embeddings + each layer, shape (L+1, D)) | list of indices
-    layers: LayerSpec = "last"
-    #: manifest column holding the text
-    column: str = "text"
-    #: mixed precision on CUDA (no effect on CPU, where outputs match fp32)
-    autocast: Literal["none", "bf16", "fp16"] = "none"
     #: speed only: texts per batch; 0 = device default (64 on CPU, 256 on CUDA)
     max_batch: int = 0
     #: speed only: padded tokens per batch (items x longest); 0 = device default (8192 CPU, 65536 CUDA)
     max_tokens: int = 0
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
+        super().__post_init__()
         if self.max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {self.max_length}")
         if self.max_batch < 0 or self.max_tokens < 0:
             raise ValueError("max_batch and max_tokens must be >= 0 (0 = device default)")
-        validate_layers(self.layers)
 
 
 def clean_text(value: Any) -> str:
@@ -70,7 +61,7 @@ def clean_text(value: Any) -> str:
     return text
 
 
-class HFTextEncoder(Encoder):
+class HFTextEncoder(HFModelEncoder):
     family = "hf-text"
     code_version = "1"
     columns = ("text",)
@@ -78,33 +69,9 @@ class HFTextEncoder(Encoder):
 
     def __init__(self, options: Options):
         super().__init__(options)
-        self.columns = (options.column,)
-        self._path: str | None = None
-        self._identity: dict[str, Any] | None = None
-        self._config: Any = None
         self._tokenizer: Any = None
-        self._model: Any = None
         self._max_length = options.max_length
         self._lock = threading.Lock()
-
-    # --- lazily resolved pieces ------------------------------------------------------
-    @property
-    def path(self) -> str:
-        if self._path is None:
-            self._path = resolve_model(self.options.model)
-        return self._path
-
-    def identity(self) -> dict[str, Any]:
-        if self._identity is None:
-            self._identity = model_identity(self.options.model, self.options.revision)
-        return self._identity
-
-    def _ensure_config(self) -> Any:
-        if self._config is None:
-            from transformers import AutoConfig
-
-            self._config = AutoConfig.from_pretrained(self.path, revision=self.options.revision or None)
-        return self._config
 
     def _ensure_tokenizer(self) -> Any:
         with self._lock:
@@ -124,31 +91,25 @@ class HFTextEncoder(Encoder):
                 self._tokenizer = tokenizer
         return self._tokenizer
 
-    @property
-    def layer_indices(self) -> list[int]:
-        return resolve_layers(self.options.layers, self._ensure_config().num_hidden_layers)
-
     # --- interface -------------------------------------------------------------------
     def load(self, device: Any) -> None:
-        from transformers import AutoModel
-
         self._ensure_tokenizer()
-        config = self._ensure_config()
-        model = load_pretrained(AutoModel, self.path, self.options.revision, config=config)
-        self._model = model.eval().to(device)
+        self._model = self._load_model(device)
         self.device = device
 
     def outputs(self) -> list[OutputSpec]:
-        config = self._ensure_config()
-        layers = self.layer_indices
-        shape = (config.hidden_size,) if self.options.layers == "last" else (len(layers), config.hidden_size)
-        return [OutputSpec("pooled", shape, attrs={"layers": layers, "pooling": self.options.pooling})]
+        return [OutputSpec("pooled", self.pooled_shape(), attrs={"layers": self.layer_indices, "pooling": self.options.pooling})]
 
     def batch_policy(self) -> BatchPolicy:
-        cuda = self.device is not None and getattr(self.device, "type", "cpu") == "cuda"
+        """On CPU only texts of the same token count share a batch: then nothing is padded and
+        a text's vector does not depend on its batch-mates, bit for bit (padding changes the
+        attention's reductions in the last bits; under MKL's strict mode, see
+        :mod:`mer.features`, the matrix products are row-independent). On CUDA, where kernels
+        are chosen by shape anyway, buckets of similar lengths are padded to the longest."""
+        cuda = self.on_cuda()
         items = self.options.max_batch or (256 if cuda else 64)
         tokens = self.options.max_tokens or (65536 if cuda else 8192)
-        return BatchPolicy(max_items=items, max_cost=float(tokens))
+        return BatchPolicy(max_items=items, max_cost=float(tokens), equal_cost_only=not cuda)
 
     def cost(self, row: dict) -> float:
         """Token count after truncation (the padded size is what a batch costs)."""
