@@ -46,6 +46,17 @@ def autocast(device: torch.device, mode: AutocastMode = "none") -> contextlib.Ab
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
+def host_tensor(shape: tuple[int, ...], fill: float, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
+    """A host tensor filled with ``fill``, to be filled further and copied to ``device``.
+
+    For a CUDA device it is allocated in pinned (page-locked) memory, so that :func:`to_device`
+    starts the copy asynchronously at once instead of first copying the batch into a pinned
+    staging buffer; on CPU it is an ordinary tensor.
+    """
+    pinned = device is not None and device.type == "cuda"
+    return torch.full(shape, fill, dtype=dtype, pin_memory=pinned)
+
+
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy a host tensor to ``device``: pinned + non-blocking on CUDA, a no-op on CPU."""
     if device.type == "cuda":

@@ -250,7 +250,7 @@ class HFAudioEncoder(Encoder):
     def encode(self, batch: list[PreparedClip]) -> list[dict[str, np.ndarray]]:
         import torch
 
-        from mer.features.device import inference, to_device, to_numpy
+        from mer.features.device import host_tensor, inference, to_device, to_numpy
 
         if self._model is None:
             raise RuntimeError("hf-audio: encode() before load()")
@@ -267,8 +267,10 @@ class HFAudioEncoder(Encoder):
             members = [windows[int(j)] for j in group]
             lengths = [b - a for _, a, b, _ in members]
             longest = max(lengths)
-            values = torch.full((len(members), longest), float(self._extractor.padding_value), dtype=torch.float32)
-            mask = torch.zeros((len(members), longest), dtype=torch.long)
+            # pinned on CUDA: to_device copies them asynchronously, with no staging copy first
+            values = host_tensor((len(members), longest), float(self._extractor.padding_value), torch.float32,
+                                 self.device)
+            mask = host_tensor((len(members), longest), 0, torch.long, self.device)
             for row, (i, a, b, _) in enumerate(members):
                 values[row, : b - a] = torch.from_numpy(batch[i].samples[a:b])
                 mask[row, : b - a] = 1
