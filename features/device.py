@@ -34,6 +34,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def worker_device(device: torch.device, worker: int | None) -> torch.device:
+    """The GPU of worker ``worker`` (0, 1, ...) of a multi-GPU machine: a ``cuda`` device without
+    an index becomes ``cuda:<worker mod GPU count>``; any other device, or no worker index, is kept."""
+    if device.type != "cuda" or device.index is not None or worker is None:
+        return device
+    return torch.device("cuda", worker % max(1, torch.cuda.device_count()))
+
+
 def autocast(device: torch.device, mode: AutocastMode = "none") -> contextlib.AbstractContextManager:
     """Mixed precision on CUDA when asked; a no-op on CPU or with ``none``.
 

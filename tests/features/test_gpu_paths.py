@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from mer.features.device import host_tensor
+from mer.features.device import host_tensor, worker_device
 from mer.features.hf_audio import ENCODER as AudioEncoder, Options as AudioOptions
 from mer.features.hf_common import load_pretrained, sdpa_request
 from mer.features.hf_text import ENCODER as TextEncoder, Options as TextOptions
@@ -113,6 +113,15 @@ def test_host_tensor_on_cpu_is_a_plain_filled_tensor():
     assert not t.is_pinned() and t.dtype == torch.float32 and torch.equal(t, torch.full((2, 3), 0.5))
     m = host_tensor((4,), 0, torch.long, None)
     assert m.dtype == torch.long and not m.any()
+
+
+def test_worker_device_spreads_workers_over_the_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda = torch.device("cuda")
+    assert [worker_device(cuda, w) for w in (0, 1, 2, 3)] == [torch.device("cuda", k) for k in (0, 1, 0, 1)]
+    assert worker_device(cuda, None) == cuda  # not a worker: the current device
+    assert worker_device(torch.device("cuda", 1), 0) == torch.device("cuda", 1)  # an explicit index wins
+    assert worker_device(CPU, 3) == CPU
 
 
 @CUDA
