@@ -66,7 +66,7 @@ class Sizes:
     speech_models: tuple[str, ...] = ("base", "large")
     sentences: int = 20000
     naive_sentences: int = 4000
-    profile_sentences: int = 4000
+    profile_sentences: int = 1000  # the per-sentence loop launches many kernels: keep its trace small
     text_model: str = "base"
     train_samples: int = 100_000
     train_batch: int = 256
