@@ -11,7 +11,7 @@ EXTRAS      ?= opensmile,video,demo,test
 PY  := $(VENV)/bin/python
 MER := $(VENV)/bin/mer
 
-.PHONY: install demo test bench clean-demo
+.PHONY: install demo test bench bench-gpu clean-demo
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,7 @@ test: install
 
 bench: install
 	$(VENV)/bin/python bench/run_all.py
+
+# one CUDA GPU, < 8 min on one H200 (install the CUDA build: make bench-gpu TORCH=torch)
+bench-gpu: install
+	$(VENV)/bin/python bench/gpu.py

@@ -166,8 +166,9 @@ def replicate(rows: list[dict], factor: int, folder: Path) -> list[dict]:
 def save_wav2vec2(folder: Path, size: str, seed: int = 0) -> Path:
     """Random-weight Wav2Vec2 saved with ``save_pretrained``: ``base`` is wav2vec2-base's shape
     (12 x 768, group-norm conv front end of 7 layers x 512 channels, no attention mask);
-    ``tiny`` keeps the 7-layer front end geometry (320x downsampling) at 32 channels, 2 x 64,
-    layer norm + attention mask (the large-model variant)."""
+    ``large`` is wav2vec2-large-lv60's (24 x 1024, FFN 4096, 16 heads, layer-norm front end,
+    pre-LN transformer, attention mask); ``tiny`` keeps the 7-layer front end geometry (320x
+    downsampling) at 32 channels, 2 x 64, layer norm + attention mask (the large-model variant)."""
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
@@ -175,6 +176,11 @@ def save_wav2vec2(folder: Path, size: str, seed: int = 0) -> Path:
     if size == "base":
         config = Wav2Vec2Config()  # the defaults ARE wav2vec2-base
         mask = False
+    elif size == "large":
+        config = Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                intermediate_size=4096, feat_extract_norm="layer", do_stable_layer_norm=True,
+                                conv_bias=True)
+        mask = True
     else:
         config = Wav2Vec2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                                 conv_dim=(32,) * 7, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=4,
@@ -252,15 +258,16 @@ def text_inputs(n: int, device: str) -> dict:
 
 # --- the naive loops (as peers write them) ---------------------------------------------------
 
-def naive_audio(model_dir: str, rows: list[dict], out: Path) -> np.ndarray:
-    """One clip at a time: soundfile, soxr, the processor per clip, the model, mean over frames."""
+def naive_audio(model_dir: str, rows: list[dict], out: Path, device: str = "cpu") -> np.ndarray:
+    """One clip at a time: soundfile, soxr, the processor per clip, the model, mean over frames
+    (on a GPU as peers write it: model and inputs moved with ``.to(device)``, result ``.cpu()``)."""
     import soundfile as sf
     import soxr
     import torch
     from transformers import AutoFeatureExtractor, AutoModel
 
     processor = AutoFeatureExtractor.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    model = AutoModel.from_pretrained(model_dir).eval().to(device)
     features, ids = [], []
     for row in rows:
         wav, sr = sf.read(row["audio"], dtype="float32")
@@ -268,10 +275,10 @@ def naive_audio(model_dir: str, rows: list[dict], out: Path) -> np.ndarray:
             wav = wav.mean(axis=1)
         if sr != processor.sampling_rate:
             wav = soxr.resample(wav, sr, processor.sampling_rate)
-        inputs = processor(wav, sampling_rate=processor.sampling_rate, return_tensors="pt")
+        inputs = processor(wav, sampling_rate=processor.sampling_rate, return_tensors="pt").to(device)
         with torch.no_grad():
             embedding = model(**inputs).last_hidden_state.mean(1)
-        features.append(embedding[0].numpy())
+        features.append(embedding[0].cpu().numpy())
         ids.append(row["id"])
     return save_naive(out, features, ids)
 
@@ -285,19 +292,19 @@ def save_naive(out: Path, features: list[np.ndarray], ids: list[str]) -> np.ndar
     return array
 
 
-def naive_text(model_dir: str, rows: list[dict], out: Path) -> np.ndarray:
+def naive_text(model_dir: str, rows: list[dict], out: Path, device: str = "cpu") -> np.ndarray:
     """One sentence at a time: the tokenizer per sentence, the model, mean over tokens."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    model = AutoModel.from_pretrained(model_dir).eval().to(device)
     features, ids = [], []
     for row in rows:
-        inputs = tokenizer(row["text"], return_tensors="pt", truncation=True, max_length=256)
+        inputs = tokenizer(row["text"], return_tensors="pt", truncation=True, max_length=256).to(device)
         with torch.no_grad():
             embedding = model(**inputs).last_hidden_state.mean(1)
-        features.append(embedding[0].numpy())
+        features.append(embedding[0].cpu().numpy())
         ids.append(row["id"])
     return save_naive(out, features, ids)
 

@@ -242,7 +242,7 @@ def build_model(cfg, data, model_name: str, seed: int = 0):
 
     torch.manual_seed(seed)
     cls = registry.model_class(model_name)
-    model = cls(**cls.from_config(cfg.train, data.inputs(), data.num_classes))
+    model = cls(**cls.from_config(cfg.train, data.inputs(), data.num_classes)).to(data.device)
     model.prepare_training(data.num_groups, torch.Generator().manual_seed(seed))
     return model, make_criterion(data, cfg.train.class_weights), make_optimizer(model, cfg.train)
 

@@ -34,6 +34,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def worker_device(device: torch.device, worker: int | None) -> torch.device:
+    """The GPU of worker ``worker`` (0, 1, ...) of a multi-GPU machine: a ``cuda`` device without
+    an index becomes ``cuda:<worker mod GPU count>``; any other device, or no worker index, is kept."""
+    if device.type != "cuda" or device.index is not None or worker is None:
+        return device
+    return torch.device("cuda", worker % max(1, torch.cuda.device_count()))
+
+
 def autocast(device: torch.device, mode: AutocastMode = "none") -> contextlib.AbstractContextManager:
     """Mixed precision on CUDA when asked; a no-op on CPU or with ``none``.
 
@@ -44,6 +52,17 @@ def autocast(device: torch.device, mode: AutocastMode = "none") -> contextlib.Ab
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def host_tensor(shape: tuple[int, ...], fill: float, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
+    """A host tensor filled with ``fill``, to be filled further and copied to ``device``.
+
+    For a CUDA device it is allocated in pinned (page-locked) memory, so that :func:`to_device`
+    starts the copy asynchronously at once instead of first copying the batch into a pinned
+    staging buffer; on CPU it is an ordinary tensor.
+    """
+    pinned = device is not None and device.type == "cuda"
+    return torch.full(shape, fill, dtype=dtype, pin_memory=pinned)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

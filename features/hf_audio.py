@@ -319,7 +319,7 @@ class HFAudioEncoder(HFModelEncoder):
         """The model's keyword inputs for these windows, padded to the longest with a mask."""
         import torch
 
-        from mer.features.device import to_device
+        from mer.features.device import host_tensor, to_device
 
         if self._layout is not None:
             values, mask = stack_windows([batch[i].features[w] for i, _, _, _, w in members],
@@ -330,8 +330,9 @@ class HFAudioEncoder(HFModelEncoder):
             return kwargs
         lengths = [b - a for _, a, b, _, _ in members]
         longest = max(lengths)
-        values = torch.full((len(members), longest), float(self._extractor.padding_value), dtype=torch.float32)
-        mask = torch.zeros((len(members), longest), dtype=torch.long)
+        # pinned on CUDA: to_device copies them asynchronously, with no staging copy first
+        values = host_tensor((len(members), longest), float(self._extractor.padding_value), torch.float32, self.device)
+        mask = host_tensor((len(members), longest), 0, torch.long, self.device)
         for row, (i, a, b, _, _) in enumerate(members):
             values[row, : b - a] = torch.from_numpy(batch[i].samples[a:b])
             mask[row, : b - a] = 1

@@ -214,7 +214,8 @@ def masked_sum(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def load_pretrained(loader: Any, path: str, revision: str, **kwargs: Any) -> Any:
-    """``loader.from_pretrained`` in float32 (mixed precision is autocast's job, on CUDA only).
+    """``loader.from_pretrained`` in float32 (mixed precision is autocast's job, on CUDA only),
+    with SDPA attention where the model class has it (:func:`sdpa_request`).
 
     From a local folder, transformers' "Loading weights" bar is switched off for the call: it
     is printed even when stderr is not a terminal and even under ``--no-progress``, and reading
@@ -226,7 +227,8 @@ def load_pretrained(loader: Any, path: str, revision: str, **kwargs: Any) -> Any
 
     try:
         with _no_weight_loading_bar() if Path(path).is_dir() else contextlib.nullcontext():
-            return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32, **kwargs)
+            return loader.from_pretrained(path, revision=revision or None, dtype=torch.float32,
+                                          **sdpa_request(loader, kwargs), **kwargs)
     except pickle.UnpicklingError:
         raise UnsafeCheckpoint(unsafe_checkpoint_message(path)) from None
 
@@ -243,6 +245,25 @@ def unsafe_checkpoint_message(path: str) -> str:
     return (f"{where}: refused to load: it holds objects other than tensors (possibly code), which "
             f"torch.load(weights_only=True) blocks; use a .safetensors checkpoint, or re-save the model "
             f"with save_pretrained from a source you trust")
+
+
+def sdpa_request(loader: Any, kwargs: dict[str, Any]) -> dict[str, str]:
+    """``{"attn_implementation": "sdpa"}`` when the class ``loader`` builds supports it, else ``{}``.
+
+    Why explicit: ``scaled_dot_product_attention`` runs fused (flash / memory-efficient)
+    attention kernels on CUDA, where eager attention materialises every (T, T) score matrix;
+    recent transformers default to it, older ones and configs saved with ``eager`` may not.
+    Same output within float error (tested against eager). An ``attn_implementation`` the
+    caller passes wins; a model without SDPA keeps transformers' default.
+    """
+    if "attn_implementation" in kwargs:
+        return {}
+    model_class = loader
+    mapping = getattr(loader, "_model_mapping", None)  # AutoModel & co.: the class follows the config
+    if mapping is not None:
+        config = kwargs.get("config")
+        model_class = mapping[type(config)] if config is not None and type(config) in mapping else None
+    return {"attn_implementation": "sdpa"} if getattr(model_class, "_supports_sdpa", False) else {}
 
 
 @contextlib.contextmanager

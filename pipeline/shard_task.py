@@ -136,16 +136,10 @@ def _held_objects(encoder: Encoder) -> list[Any]:
 def task_device(name: str):
     """Resolve the device in the process that runs the task. On a ``dask.distributed`` worker
     of a LocalCluster (integer worker names) with several GPUs, worker i uses GPU i mod count."""
-    from mer.features.device import resolve_device
+    from mer.features.device import resolve_device, worker_device
 
     device = resolve_device(name)
-    if device.type == "cuda" and device.index is None:
-        index = _worker_index()
-        if index is not None:
-            import torch
-
-            device = torch.device("cuda", index % max(1, torch.cuda.device_count()))
-    return device
+    return worker_device(device, _worker_index()) if device.type == "cuda" else device
 
 
 def _worker_index() -> int | None:
