@@ -20,10 +20,11 @@ FACE_CROP = (slice(20, 240), slice(120, 320))
 
 
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: float = 25.0, times: Sequence[float] | None = None,
-                codec: str = "libx264", container: str | None = None) -> Path:
+                codec: str = "libx264", container: str | None = None, audio: np.ndarray | None = None,
+                sr: int = 16000) -> Path:
     """Encode RGB uint8 frames. ``times`` (seconds) gives each frame its own timestamp (variable frame
     rate); otherwise frame k is at k / fps. ``libx264`` is encoded near-lossless (crf 1); ``ffv1``
-    is lossless."""
+    is lossless. ``audio`` (mono float32 at ``sr``) adds an AAC track, as in a full-AV clip."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +40,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float = 25.0, tim
             stream.options = {"crf": "1", "preset": "ultrafast"}
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
+        astream = out.add_stream("aac", rate=sr, layout="mono") if audio is not None else None
         for k, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             t = times[k] if times is not None else k / fps
@@ -48,6 +50,16 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float = 25.0, tim
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+        if astream is not None:
+            for i in range(0, len(audio), 1024):
+                chunk = np.zeros((1, 1024), np.float32)
+                chunk[0, : len(audio[i:i + 1024])] = audio[i:i + 1024]
+                aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                aframe.sample_rate, aframe.pts = sr, i
+                for packet in astream.encode(aframe):
+                    out.mux(packet)
+            for packet in astream.encode(None):
+                out.mux(packet)
     return path
 
 
