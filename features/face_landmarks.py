@@ -28,7 +28,7 @@ import numpy as np
 from mer.features.audio_io import row_window
 from mer.features.base import Encoder, OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.face_track import TrackerSettings, import_dlib, predictor_path, shape_predictor, track_frames
+from mer.features.face_track import TrackerSettings, model_identity, shape_predictor, track_frames
 from mer.features.landmarks import POINTS, normalise_clip
 from mer.features.video_io import iter_frames, video_info
 
@@ -70,10 +70,7 @@ class FaceLandmarksEncoder(Encoder):
 
     def identity(self) -> dict[str, Any]:
         """The predictor model and the dlib version (its detector is built into the library)."""
-        dlib = import_dlib()
-        from mer.features.hf_common import _file_sha256
-
-        return {"dlib": dlib.__version__, "predictor_sha256": _file_sha256(predictor_path())}
+        return model_identity()
 
     def load(self, device: Any) -> None:
         shape_predictor()  # load the model once, before the prefetch threads start

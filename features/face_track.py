@@ -79,6 +79,14 @@ def predictor_path() -> Path:
     return path
 
 
+def model_identity() -> dict[str, str]:
+    """What decides the landmarks besides the options: the dlib version (its detector is built in)
+    and the predictor file's sha256 (hashed once per process)."""
+    from mer.features.hf_common import _file_sha256
+
+    return {"dlib": import_dlib().__version__, "predictor_sha256": _file_sha256(predictor_path())}
+
+
 def shape_predictor():
     """The process's shared 68-point predictor (read-only, safe across threads)."""
     path = str(predictor_path())

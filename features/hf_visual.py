@@ -110,10 +110,9 @@ class VisualModel:
             self._identity = model_identity(self.spec, self.revision)
         if face is None:
             return self._identity
-        from mer.features.face_track import import_dlib, predictor_path
-        from mer.features.hf_common import _file_sha256
+        from mer.features.face_track import model_identity as face_identity
 
-        return {**self._identity, "dlib": import_dlib().__version__, "predictor_sha256": _file_sha256(predictor_path())}
+        return {**self._identity, **face_identity()}
 
     @property
     def processor(self) -> Any:
