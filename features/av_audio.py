@@ -31,7 +31,7 @@ END_TOLERANCE_S = 0.05
 SEEK_MIN_S = 5.0
 PREROLL_S = 0.5
 #: container extensions to route here (everything libsndfile cannot read that has audio)
-EXTENSIONS = (".mp4", ".m4a", ".mkv", ".webm", ".mov", ".avi", ".aac")
+EXTENSIONS = (".mp4", ".m4a", ".mkv", ".webm", ".mov", ".avi", ".aac", ".flv")
 
 _INT_SCALE = {"s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
 

@@ -30,7 +30,7 @@ Outputs per sample (the rows whose interval overlaps ``[start, end)``, in file o
                ``sequence`` = the root group name.
 ``intervals``  ragged (T, 2) float32: each row's [start, end) seconds, clipped to the sample.
 
-A row of the manifest has this modality when its ``video_column`` (default ``video``, as the
+A row of the manifest has this modality when its ``video_column`` (default ``video_id``, as the
 ``mosei`` adapter writes) is non-empty; ``start``/``end`` empty = the whole video.
 """
 
@@ -57,7 +57,7 @@ class Options:
     #: root group (the sequence's name, e.g. "COVAREP"); empty = the file's only root group
     root: str = ""
     #: manifest column holding each sample's video id (start/end give the interval)
-    video_column: str = "video"
+    video_column: str = "video_id"
     #: NaN/inf in a sample's rows (COVAREP has -inf): fail = a recorded per-sample failure;
     #: zero = replace them by 0 (what most MOSEI baselines do silently; here it is a keyed choice)
     nonfinite: Literal["fail", "zero"] = "fail"
@@ -167,7 +167,7 @@ class CsdSequenceEncoder(Encoder):
 
     family = "csd"
     code_version = "1"
-    columns = ("video",)
+    columns = ("video_id",)
 
     def __init__(self, options: Options):
         super().__init__(options)

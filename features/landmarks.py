@@ -75,13 +75,22 @@ def landmark_sequence(df: pd.DataFrame, min_confidence: float, source: str = "<f
     valid = (success == 1) & (confidence >= min_confidence) & np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
     if not valid.any():
         raise SampleError("features", f"{source}: no valid frame among {len(df)} (success == 1 and confidence >= {min_confidence})")
-    coords = np.zeros((len(df), len(POINTS), 2), dtype=np.float32)
+    return normalise_clip(x, y, valid, source), valid
+
+
+def normalise_clip(x: np.ndarray, y: np.ndarray, valid: np.ndarray, source: str = "<frame>") -> np.ndarray:
+    """(T, P) x and y pixel coordinates -> (T, P, 2) float32 min-max normalised over the valid frames.
+
+    Shared with ``face-landmarks`` so that landmarks found in raw video are scaled exactly as the
+    OpenFace CSV path scales them. Invalid frames are zeros.
+    """
+    coords = np.zeros((x.shape[0], x.shape[1], 2), dtype=np.float32)
     for axis, values in enumerate((x, y)):
         lo, hi = values[valid].min(), values[valid].max()
         if not hi > lo:
             raise SampleError("features", f"{source}: {'xy'[axis]} coordinates do not vary over the valid frames")
         coords[valid, :, axis] = (values[valid] - lo) / (hi - lo)
-    return coords, valid
+    return coords
 
 
 class LandmarksEncoder(Encoder):

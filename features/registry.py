@@ -16,6 +16,9 @@ FAMILIES: dict[str, str] = {
     "logmel": "logmel",
     "egemaps": "egemaps",
     "landmarks": "landmarks",
+    "face-landmarks": "face_landmarks",
+    "hf-vision": "hf_vision",
+    "hf-video": "hf_video",
     "csd": "csd_seq",
 }
 

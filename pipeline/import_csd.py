@@ -2,7 +2,7 @@
 
 CMU-MOSEI's features (COVAREP, FACET, OpenFace, GloVe vectors, ...) come as computational
 sequences: per video, rows of features with a time interval each. The import aligns each
-manifest sample's ``[start, end)`` interval of its ``video`` (the ``mosei`` adapter writes both)
+manifest sample's ``[start, end)`` interval of its ``video_id`` (the ``mosei`` adapter writes both)
 to the rows that overlap it (:func:`mer.pipeline.csd.align_to_segments`) and stores them as
 ragged ``frames`` (T, D) + ``intervals`` (T, 2) in the feature cache, under the key of the
 ``csd`` encoder spec (:mod:`mer.features.csd_seq`). A config with

@@ -23,6 +23,8 @@ Columns (all strings unless noted; empty string = absent):
                tag that marks this sample's rows; ``bio_start`` / ``bio_end`` a
                unix-time window, the fallback when a file has no tags
 ``landmarks``  path to an OpenFace 2 CSV
+``video``      path to a video file (MP4, AVI, MKV, MOV, FLV, WebM); ``start`` / ``end``
+               give the window, as for ``audio``
 ``target_*``   extra numeric targets (valence, arousal, sentiment, emotion
                intensities), floats
 =============  ===============================================================
@@ -40,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("id", "label", "group", "split")
-PATH_COLUMNS = ("audio", "eda", "temp", "ibi", "bvp", "hr", "landmarks")
+PATH_COLUMNS = ("audio", "eda", "temp", "ibi", "bvp", "hr", "landmarks", "video")
 FLOAT_COLUMNS = ("start", "end", "bio_start", "bio_end")
 STRING_COLUMNS = ("id", "label", "group", "split", "text", "bio_format", "bio_tag") + PATH_COLUMNS
 SPLITS = ("train", "val", "test", "")
@@ -174,7 +176,7 @@ class Manifest:
         lines.append("groups per split: " + ", ".join(f"{k or '<none>'}={v}" for k, v in groups.items()))
         per_group = df["group"].value_counts().sort_index()
         lines.append(f"samples per group ({len(per_group)} groups): " + _group_sizes(per_group))
-        columns = modalities or {c: c for c in ("text", "audio", "eda", "temp", "ibi", "bvp", "hr", "landmarks") if c in df.columns}
+        columns = modalities or {c: c for c in ("text", "audio", "eda", "temp", "ibi", "bvp", "hr", "landmarks", "video") if c in df.columns}
         if columns:
             cover = []
             for name, col in columns.items():

@@ -18,6 +18,7 @@ ADAPTERS: dict[str, str] = {
     "ravdess": "ravdess",
     "mosei": "mosei",
     "meld": "meld",
+    "cremad": "cremad",
     "e4": "e4_study",
 }
 

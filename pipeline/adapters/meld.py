@@ -30,9 +30,10 @@ StartTime, EndTime``; CRLF line ends, quoted fields with commas).
   release's folders: train ``train_splits/``, dev ``dev_splits_complete/``, test
   ``output_repeated_splits_test/``, either directly under ``media_root`` or under
   ``media_root/<train|dev|test>/`` (as MELD.Raw.tar.gz unpacks), or plain ``media_root/<split>/``.
-  ``audio`` = the mp4 path (its audio track is decoded with PyAV, ``mer[video]``, see
-  :mod:`mer.features.av_audio`). An utterance whose clip is missing (the release lacks a few)
-  keeps its text with an empty ``audio`` (counted in the notes; ``require: [audio]`` skips it).
+  ``audio`` = ``video`` = the mp4 path (its audio track is decoded with PyAV, ``mer[video]``, see
+  :mod:`mer.features.av_audio`; its frames by :mod:`mer.features.video_io`). An utterance whose
+  clip is missing (the release lacks a few) keeps its text with empty ``audio`` and ``video``
+  (counted in the notes; ``require: [audio]`` skips it).
 """
 
 from __future__ import annotations
@@ -86,9 +87,9 @@ class Config:
     require: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        bad = [c for c in self.require if c not in ("audio", "text")]
+        bad = [c for c in self.require if c not in ("audio", "text", "video")]
         if bad:
-            raise ValueError(f"require: unknown column(s) {bad}; choose from ['audio', 'text']")
+            raise ValueError(f"require: unknown column(s) {bad}; choose from ['audio', 'text', 'video']")
 
 
 # --------------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
             }
             if media_root is not None:
                 row["audio"] = str(clip) if clip is not None and clip.is_file() else ""
+                row["video"] = row["audio"]  # the same mp4: its audio track and its video track
             rows.append(row)
         notes.append(f"{path.name}: {len(table)} rows")
 

@@ -17,7 +17,7 @@ multi-hot from ``target_<emotion> > 0`` for rows with ``labelled == true``.
   durations, each a recorded Skip: an interval of zero length ("empty interval"), an interval
   listed twice ("duplicate interval": the first row is kept, later ones are skipped, and the
   reason says whether their labels conflict), non-finite values.
-* ``video`` column = the video id; ``group`` = the video (MOSEI has no speaker ids; one video is
+* ``video_id`` column = the video id; ``group`` = the video (MOSEI has no speaker ids; one video is
   one speaker's monologue, so video-disjoint splits are the speaker-independent proxy);
   ``start`` / ``end`` = the interval (seconds into the video) on every row, so that feature
   ``.csd`` files can be aligned to the samples (``mer import-csd``).
@@ -27,6 +27,9 @@ multi-hot from ``target_<emotion> > 0`` for rows with ``labelled == true``.
   interval takes the text of the transcript segment with the largest temporal IoU, if that IoU
   is at least ``text_min_overlap`` (0.5); the label intervals are the transcript segments in
   the release, so matches are normally exact. Unmatched intervals get ``text = ""`` (counted).
+  ``video_root`` holds the full raw videos ``<video>.mp4`` (the release's
+  ``Raw/Videos/Full/Combined``; any of .mp4/.mkv/.avi/.mov/.webm): ``video`` points at it and
+  ``start`` / ``end`` give the window the video encoders decode (PyAV seeks to it).
 * **Splits**: ``folds`` = a JSON or YAML file with ``train`` / ``valid`` (or ``val``/``dev``) /
   ``test`` lists of video ids: the SDK's standard folds (``cmu_mosei_std_folds``). Without one,
   a deterministic split by video: sha256(video id) in [0, 1) -> <0.7 train, <0.8 val, else test,
@@ -66,6 +69,7 @@ LAYOUT = """\
 <root>/
   CMU_MOSEI_Labels.csd             labels (dataset.labels): "All Labels"/data/<video>/{features,intervals}
   <audio_root>/<video>.wav         optional, full-video audio (dataset.audio_root)
+  <video_root>/<video>.mp4         optional, full raw video (dataset.video_root)
   <transcripts>/<video>.txt        optional, lines <video>___<index>___<start>___<end>___<text>
 <folds file>                       optional JSON/YAML: {train: [...], valid: [...], test: [...]}"""
 
@@ -85,6 +89,8 @@ class Config:
     labels: str = "CMU_MOSEI_Labels.csd"
     #: folder with full-video <video>.wav, relative to root; empty = no audio
     audio_root: str = ""
+    #: folder with full raw videos <video>.mp4, relative to root; empty = no video
+    video_root: str = ""
     #: folder with segmented transcripts <video>.txt, relative to root; empty = no text
     transcripts: str = ""
     #: minimum temporal IoU between a label interval and a transcript segment
@@ -97,9 +103,9 @@ class Config:
     def __post_init__(self) -> None:
         if not 0.0 < self.text_min_overlap <= 1.0:
             raise ValueError("text_min_overlap must be in (0, 1]")
-        bad = [c for c in self.require if c not in ("audio", "text")]
+        bad = [c for c in self.require if c not in ("audio", "text", "video")]
         if bad:
-            raise ValueError(f"require: unknown column(s) {bad}; choose from ['audio', 'text']")
+            raise ValueError(f"require: unknown column(s) {bad}; choose from ['audio', 'text', 'video']")
 
 
 # --------------------------------------------------------------------------------------
@@ -171,6 +177,20 @@ def read_folds(path: Path) -> dict[str, str]:
     return out
 
 
+#: raw video containers looked for under ``video_root``
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
+
+
+def _index_videos(folder: Path) -> dict[str, str]:
+    """video id -> raw video file directly in ``folder`` (the first extension in VIDEO_EXTENSIONS wins)."""
+    found: dict[str, str] = {}
+    for path in sorted(folder.iterdir(), key=lambda p: (p.stem, VIDEO_EXTENSIONS.index(p.suffix.lower())
+                                                            if p.suffix.lower() in VIDEO_EXTENSIONS else 99)):
+        if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+            found.setdefault(path.stem, str(path))
+    return found
+
+
 def hash_split(video: str) -> str:
     u = unit_hash(video)
     return TRAIN if u < HASH_SPLIT[0] else VAL if u < HASH_SPLIT[1] else TEST
@@ -185,6 +205,7 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
     labels_path = require_file("mosei", resolve_under(root, config.labels), LAYOUT)
     audio_dir = require_dir("mosei", resolve_under(root, config.audio_root), LAYOUT) if config.audio_root else None
     text_dir = require_dir("mosei", resolve_under(root, config.transcripts), LAYOUT) if config.transcripts else None
+    videos = _index_videos(require_dir("mosei", resolve_under(root, config.video_root), LAYOUT)) if config.video_root else None
     folds = None
     if config.folds:
         folds_path = Path(config.folds).expanduser()
@@ -238,7 +259,7 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
                     "labelled": "true",
                     "group": video,
                     "split": "",
-                    "video": video,
+                    "video_id": video,
                     "start": float(start),
                     "end": float(end),
                     "_source": source,
@@ -246,6 +267,8 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
                 row.update({f"target_{d}": float(v) for d, v in zip(DIMENSIONS, values)})
                 if audio_dir is not None:
                     row["audio"] = str(wav) if wav.is_file() else ""
+                if videos is not None:
+                    row["video"] = videos.get(video, "")
                 if text_dir is not None:
                     text = best_text(transcript, start, end, config.text_min_overlap) if transcript else None
                     row["text"] = text or ""
@@ -260,7 +283,11 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
     if audio_dir is not None:
         n = int((df["audio"] == "").sum())
         notes.append(f"audio: {len(df) - n} intervals with a <video>.wav, {n} without "
-                     f"({df.loc[df['audio'] == '', 'video'].nunique()} videos lack audio)")
+                     f"({df.loc[df['audio'] == '', 'video_id'].nunique()} videos lack audio)")
+    if videos is not None:
+        n = int((df["video"] == "").sum())
+        notes.append(f"video: {len(df) - n} intervals with a raw <video>.mp4, {n} without "
+                     f"({df.loc[df['video'] == '', 'video_id'].nunique()} videos lack one)")
     if text_dir is not None:
         n = int((df["text"] == "").sum())
         notes.append(f"text: {len(df) - n} intervals matched a transcript segment (IoU >= "
@@ -270,14 +297,14 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
 
 def _assign_splits(df: pd.DataFrame, folds: dict[str, str] | None, config: Config) -> list[str]:
     if folds is not None:
-        df["split"] = [folds.get(v, "") for v in df["video"]]
+        df["split"] = [folds.get(v, "") for v in df["video_id"]]
         notes = [f"splits from {config.folds}: " + ", ".join(
             f"{s}={int((df['split'] == s).sum())}" for s in (TRAIN, VAL, TEST))]
-        missing = df.loc[df["split"] == "", "video"].unique()
+        missing = df.loc[df["split"] == "", "video_id"].unique()
         if len(missing):
             notes.append(f"{len(missing)} labelled video(s) are in no fold (split empty), e.g. {list(missing[:3])}")
         return notes
-    df["split"] = [hash_split(v) for v in df["video"]]
+    df["split"] = [hash_split(v) for v in df["video_id"]]
     warning = ("WARNING: no dataset.folds file given: videos split 70/10/20 by a hash of the video id. "
                "This is NOT the standard CMU-MOSEI split; results are not comparable with published ones. "
                "Pass the SDK's standard folds (train/valid/test video ids) as dataset.folds.")

@@ -3,8 +3,16 @@
 Layout ``<root>/Actor_XX/<code>.<ext>``; ``<code>`` is seven two-digit fields
 ``modality-channel-emotion-intensity-statement-repetition-actor`` (e.g. ``03-01-05-01-02-01-18``).
 Any audio extension libsndfile reads is accepted (the release's ``.wav``, a lossless ``.flac``
-re-encoding, ...); files of other types (videos, notes) are not samples and are ignored.
-Audio-only clips (modality 03) are the samples; ``channel`` selects speech, song or both.
+re-encoding, ...); other files (notes) are ignored. ``channel`` selects speech, song or both.
+
+* **Samples and video**: a clip (the six fields other than the modality) is a sample when its
+  audio is there: the audio-only file (modality 03), else the audio track of its full-AV MP4
+  (modality 01, decoded with PyAV; ``id`` is then the MP4's code). Its ``video`` column is the
+  full-AV MP4 (01), else the video-only MP4 (02), paired by the six fields. Videos are found in
+  the actor folders beside the audio (the release's ``Video_Speech_Actor_XX.zip`` unpack to the
+  same ``Actor_XX`` folders) and below the optional ``video_root`` (flat or per actor). A
+  video-only MP4 (02) of a clip with no audio is skipped ("no audio"). Without any video the
+  manifest has no ``video`` column.
 
 * **Labels**: neutral, calm, happy, sad, angry, fearful, disgust, surprised (codes 01-08);
   ``merge_calm: true`` labels calm as neutral (a common 7-class variant).
@@ -31,7 +39,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 import pandas as pd
 import soundfile as sf
@@ -46,6 +54,8 @@ LAYOUT = """\
   Actor_01/...                         (.wav, .flac or any format libsndfile reads)
   ...
   Actor_24/...
+  Actor_01/01-01-01-01-01-01-01.mp4    videos (optional): 01 = audio-video, 02 = video-only
+<video_root>/ (optional)               more videos, flat or per actor
 <landmarks_root>/ (optional)           OpenFace 2 CSVs named like the videos, flat or per actor
   01-01-01-01-01-01-01.csv             (01 = audio-video, 02 = video-only)"""
 
@@ -55,6 +65,8 @@ CHANNELS = {1: "speech", 2: "song"}
 FOLDS = ((1, 11, 20, 21), (4, 10, 12, 14), (8, 9, 19, 23), (3, 5, 7, 24))
 MPUC = {"test": (1, 4, 21), "val": (8, 9, 20)}
 ACTORS = tuple(range(1, 25))
+#: video containers paired with the audio (the release ships .mp4)
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi")
 CODE_RE = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 ACTOR_DIR_RE = re.compile(r"^Actor_(\d\d)$")
 PROTOCOL_RE = re.compile(r"^(fold[1-4]|mpuc|custom|loao-\d{1,2})$")
@@ -83,6 +95,8 @@ class Config:
     val_actors: list[int] = field(default_factory=list)
     #: optional folder of OpenFace CSVs (absolute, or relative to root)
     landmarks_root: str = ""
+    #: optional folder of RAVDESS MP4s (absolute, or relative to root), besides those in the actor folders
+    video_root: str = ""
 
     def __post_init__(self) -> None:
         if self.channel not in ("speech", "song", "both"):
@@ -156,16 +170,55 @@ def protocol_actors(protocol: str, config: Config | None = None) -> tuple[set[in
     return test, _male_female_val([a for a in ACTORS if a not in test])
 
 
-def _index_landmarks(folder: Path) -> dict[tuple[int, ...], Path]:
-    """Six-field key -> OpenFace CSV, audio-video (01) preferred over video-only (02)."""
+def _index_by_key(paths: Iterable[Path]) -> dict[tuple[int, ...], tuple[int, Path]]:
+    """Six-field key -> (modality, file) of video-named files, audio-video (01) preferred over video-only (02)."""
     best: dict[tuple[int, ...], tuple[int, Path]] = {}
-    for path in sorted(folder.rglob("*.csv")):
+    for path in sorted(paths):
         code = parse_code(path.stem)
-        if code is None or code.modality not in (1, 2):
+        if code is None or code.modality not in (1, 2) or code_problem(code):
             continue
         if code.key not in best or code.modality < best[code.key][0]:
             best[code.key] = (code.modality, path)
-    return {k: p for k, (_, p) in best.items()}
+    return best
+
+
+def _index_landmarks(folder: Path) -> dict[tuple[int, ...], Path]:
+    """Six-field key -> OpenFace CSV, audio-video (01) preferred over video-only (02)."""
+    return {k: p for k, (_, p) in _index_by_key(folder.rglob("*.csv")).items()}
+
+
+def _index_videos(actor_dirs: list[Path], video_root: Path | None) -> dict[tuple[int, ...], tuple[int, Path]]:
+    """Six-field key -> (modality, MP4) from the actor folders and ``video_root``; 01 preferred over 02."""
+    paths = [p for d in actor_dirs for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
+    if video_root is not None:
+        paths += [p for p in video_root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS]
+    return _index_by_key(p for p in paths if p.is_file() and not p.name.startswith("."))
+
+
+def _row(code: Code, sample_id: str, audio: Path, videos: dict[tuple[int, ...], tuple[int, Path]],
+         landmarks: dict[tuple[int, ...], Path] | None, config: Config) -> dict:
+    label = EMOTIONS[code.emotion]
+    if config.merge_calm and label == "calm":
+        label = "neutral"
+    lm = landmarks.get(code.key) if landmarks is not None else None
+    video = videos.get(code.key)
+    return {
+        "id": sample_id,
+        "label": label,
+        "group": f"Actor_{code.actor:02d}",
+        "split": "",
+        "text": STATEMENTS[code.statement],
+        "audio": str(audio),
+        "video": str(video[1]) if video else "",
+        "landmarks": str(lm) if lm else "",
+        "channel": CHANNELS[code.channel],
+        "statement": str(code.statement),
+        "repetition": str(code.repetition),
+        "sex": "male" if code.actor % 2 else "female",
+        "target_intensity": float(code.intensity),
+        "_actor": code.actor,
+        "_key": code.key,
+    }
 
 
 def build(config: Config, progress: bool = True) -> AdapterResult:
@@ -178,6 +231,9 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
     if config.landmarks_root:
         lm_root = require_dir("ravdess", resolve_under(root, config.landmarks_root).resolve(), LAYOUT)
         landmarks = _index_landmarks(lm_root)
+
+    videos = _index_videos(actor_dirs, require_dir("ravdess", resolve_under(root, config.video_root).resolve(), LAYOUT)
+                           if config.video_root else None)
 
     exts = audio_extensions()
     wanted = {1, 2} if config.channel == "both" else {1} if config.channel == "speech" else {2}
@@ -211,29 +267,20 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
                 skipped.append(Skip(path.stem, str(path), f"duplicate clip (kept {Path(seen[path.stem]).name})"))
                 continue
             seen[path.stem] = str(path)
-            label = EMOTIONS[code.emotion]
-            if config.merge_calm and label == "calm":
-                label = "neutral"
-            lm = landmarks.get(code.key) if landmarks is not None else None
-            rows.append({
-                "id": path.stem,
-                "label": label,
-                "group": f"Actor_{code.actor:02d}",
-                "split": "",
-                "text": STATEMENTS[code.statement],
-                "audio": str(path),
-                "landmarks": str(lm) if lm else "",
-                "channel": CHANNELS[code.channel],
-                "statement": str(code.statement),
-                "repetition": str(code.repetition),
-                "sex": "male" if code.actor % 2 else "female",
-                "target_intensity": float(code.intensity),
-                "_actor": code.actor,
-            })
+            rows.append(_row(code, path.stem, path, videos, landmarks, config))
+    with_audio = {(r["_key"]) for r in rows}
+    for key, (modality, video) in sorted(videos.items()):
+        code = parse_code(video.stem)
+        if key in with_audio or code is None or code.channel not in wanted:
+            continue
+        if modality == 2:
+            skipped.append(Skip(video.stem, str(video), "no audio (video-only clip without its audio file or full-AV MP4)"))
+            continue
+        rows.append(_row(code, video.stem, video, videos, landmarks, config))
     if not rows:
         raise ManifestError(f"{root}: no {config.channel} audio clips found in {len(actor_dirs)} actor folder(s) "
                             f"({len(skipped)} skipped)")
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).drop(columns=["_key"])
     actors = df.pop("_actor")
     groups = [f"Actor_{a:02d}" for a in actors]
     for i in range(1, 5):
@@ -243,6 +290,8 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
     df["split"] = assign_split(groups, {f"Actor_{a:02d}" for a in test}, {f"Actor_{a:02d}" for a in val})
     if landmarks is None:
         df = df.drop(columns=["landmarks"])
+    if not videos:
+        df = df.drop(columns=["video"])
 
     present = sorted(set(actors))
     notes = [f"protocol {config.protocol}: test actors {sorted(test)}, val actors {sorted(val)}; "
@@ -254,5 +303,10 @@ def build(config: Config, progress: bool = True) -> AdapterResult:
     if landmarks is not None:
         n_missing = int((df["landmarks"] == "").sum())
         notes.append(f"landmarks: {len(df) - n_missing} clips matched an OpenFace CSV, {n_missing} without landmarks")
+    if videos:
+        n_video = int((df["video"] != "").sum())
+        from_mp4 = int(df["id"].str.startswith("01-").sum())
+        notes.append(f"video: {n_video} clips paired with an MP4, {len(df) - n_video} without; "
+                     f"{from_mp4} clips take their audio from the full-AV MP4 (no audio-only file)")
     notes.append("text = the statement sentence; it carries no emotion (control modality)")
     return AdapterResult(manifest=Manifest(df, source=str(root)), skipped=skipped, notes=notes)

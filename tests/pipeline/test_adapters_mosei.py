@@ -128,7 +128,7 @@ def test_labels_targets_and_skips(corpus, caplog):
     assert (df["labelled"] == "true").all()
     row = df.loc["-3g5yACwYnA[3.250-7.000]"]
     assert row["target_sad"] == float(np.float32(0.3333333)) and row["target_sentiment"] == float(np.float32(-0.3333333))
-    assert row["start"] == 3.25 and row["end"] == 7.0 and row["video"] == row["group"] == "-3g5yACwYnA"
+    assert row["start"] == 3.25 and row["end"] == 7.0 and row["video_id"] == row["group"] == "-3g5yACwYnA"
     assert df.loc["_0efYOjQYRc[4.500-6.000]", "target_sentiment"] == -2.0  # the first of the duplicates
     none = df.loc["-3g5yACwYnA[7.000-9.500]"]
     assert none["label"] == "" and all(none[f"target_{e}"] == 0.0 for e in ("happy", "sad", "anger", "surprise", "disgust", "fear"))
@@ -140,7 +140,7 @@ def test_labels_targets_and_skips(corpus, caplog):
 
 def test_hash_split_is_sha256(corpus):
     df = build(corpus).manifest.df
-    for vid, split in zip(df["video"], df["split"]):
+    for vid, split in zip(df["video_id"], df["split"]):
         u = int.from_bytes(hashlib.sha256(vid.encode()).digest()[:8], "big") / 2**64
         assert split == ("train" if u < 0.7 else "val" if u < 0.8 else "test")
     assert overlap_groups(df) == {}
@@ -176,12 +176,12 @@ def test_fold_file(corpus, tmp_path):
     folds.write_text(json.dumps({"train": ["-3g5yACwYnA"], "valid": ["_0efYOjQYRc"], "test": ["aB3xYz9Q-kM"]}))
     result = build(corpus, folds=str(folds))
     df = result.manifest.df
-    assert dict(df.groupby("video")["split"].first()) == {"-3g5yACwYnA": "train", "_0efYOjQYRc": "val", "aB3xYz9Q-kM": "test"}
+    assert dict(df.groupby("video_id")["split"].first()) == {"-3g5yACwYnA": "train", "_0efYOjQYRc": "val", "aB3xYz9Q-kM": "test"}
     assert not any("WARNING" in n for n in result.notes)
     partial = tmp_path / "folds.yaml"
     partial.write_text("train: ['-3g5yACwYnA']\ntest: [aB3xYz9Q-kM]\n")
     res = build(corpus, folds=str(partial))
-    assert (res.manifest.df.loc[res.manifest.df["video"] == "_0efYOjQYRc", "split"] == "").all()
+    assert (res.manifest.df.loc[res.manifest.df["video_id"] == "_0efYOjQYRc", "split"] == "").all()
     assert any("in no fold" in n for n in res.notes)
     clash = tmp_path / "clash.json"
     clash.write_text(json.dumps({"train": ["a"], "test": ["a"]}))

@@ -105,7 +105,7 @@ def test_import_aligns_each_interval_and_records_samples_without_rows(mosei):
     config = load_config(mosei["config"])
     store = FeatureStore.for_config(config, "covarep")  # the spec's key finds the importer's cache
     assert store.spec["family"] == "csd" and store.spec["status"] == "complete"
-    assert store.spec["columns"] == ["video"] and store.spec["encoder"]["identity"]["root"] == "COVAREP"
+    assert store.spec["columns"] == ["video_id"] and store.spec["encoder"]["identity"]["root"] == "COVAREP"
     assert store.spec["encoder"]["identity"]["sha256"] == sha256_file(mosei["csd"])
     frames_spec = store.output("frames")
     assert frames_spec.shape == (3,) and frames_spec.ragged and frames_spec.attrs["names"] == NAMES

@@ -1,0 +1,184 @@
+"""``hf-video``: Hugging Face video encoders (VideoMAE-style: fixed-length frame clips) over a video.
+
+The window's frames are sampled at ``fps`` (optionally the face crop; see
+:mod:`mer.features.hf_visual`) and cut into consecutive clips of the model's ``num_frames``
+(16 for VideoMAE); a last, shorter clip is completed by repeating its last frame (so a 1-second
+utterance is still encoded, as video models are usually applied). Each clip goes through the
+model's own processor and the model; a clip's embedding is the mean over its tokens (VideoMAE
+has no CLS token; its classifier pools the same way), ``pooled`` the mean over the clips, per
+selected layer. ``store_frames`` keeps the per-clip sequence (ragged (C, D)) and each clip's
+start time.
+
+The default ``fps`` of 8 matches how VideoMAE's Kinetics checkpoints were trained (16 frames at a
+stride of 4 of 25-30 fps video: about 2 s per clip). ``max_clips`` caps the clips per video: the
+rate is lowered so they spread over the whole window.
+
+Batching: clips are independent model inputs of identical shape, so the clips of several videos
+share model calls of at most ``max_batch_clips``; batched output equals one-at-a-time (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from mer.features.base import Encoder, OutputSpec, SampleError
+from mer.features.batching import BatchPolicy
+from mer.features.hf_common import LayerSpec, hidden_stack, resolve_layers, validate_layers
+from mer.features.hf_visual import FaceCrop, VisualModel, check_positive, pool_tokens, sample_frames, window_fps
+from mer.features.video_io import video_info
+
+
+@dataclass
+class Options:
+    encoder: str = "hf-video"
+    #: hub name, local folder, or pkg:<python package>/<subdir> (required)
+    model: str = field(kw_only=True)
+    revision: str = ""
+    #: last | all | list of hidden-state indices
+    layers: LayerSpec = "last"
+    #: frames per second sampled from the video (clips are the model's num_frames long)
+    fps: float = 8.0
+    #: at most this many clips per video (the rate is lowered to spread them over the window); 0 = no cap
+    max_clips: int = 16
+    #: encode the face crop instead of the whole frame
+    face_crop: bool = False
+    #: face crop: grow the face box by this fraction of its side on every side
+    face_margin: float = 0.25
+    #: also store the last layer's per-clip embeddings (ragged (C, D)) and clip start times
+    store_frames: bool = False
+    #: manifest column with the video path (start/end columns give the window)
+    column: str = "video"
+    autocast: Literal["none", "bf16", "fp16"] = "none"
+    #: speed only: videos per batch (0 = device default: 1 on CPU, 8 on CUDA) and clips per model call
+    max_batch: int = 0
+    max_batch_clips: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
+        check_positive("fps", self.fps)
+        if self.max_clips < 0 or self.max_batch < 0 or self.max_batch_clips < 1:
+            raise ValueError("max_clips and max_batch must be >= 0, max_batch_clips >= 1")
+        if self.face_margin < 0:
+            raise ValueError(f"face_margin must be >= 0, got {self.face_margin}")
+        validate_layers(self.layers)
+
+    def face(self) -> FaceCrop | None:
+        return FaceCrop(margin=self.face_margin) if self.face_crop else None
+
+
+@dataclass
+class PreparedClips:
+    starts: np.ndarray        # (C,) start time of each clip, seconds
+    pixel_values: np.ndarray  # (C, num_frames, 3, H, W) float32
+
+
+def cut_clips(frames: list[np.ndarray], num_frames: int) -> list[list[np.ndarray]]:
+    """Consecutive clips of ``num_frames``; the last one completed by repeating its last frame."""
+    clips = [frames[i:i + num_frames] for i in range(0, len(frames), num_frames)]
+    last = clips[-1]
+    clips[-1] = last + [last[-1]] * (num_frames - len(last))
+    return clips
+
+
+class HFVideoEncoder(Encoder):
+    family = "hf-video"
+    code_version = "1"
+    columns = ("video",)
+    speed_only_options = ("max_batch", "max_batch_clips")
+
+    def __init__(self, options: Options):
+        super().__init__(options)
+        self.columns = (options.column,)
+        self.visual = VisualModel(options.model, options.revision)
+
+    def identity(self) -> dict[str, Any]:
+        return self.visual.identity(self.options.face())
+
+    def load(self, device: Any) -> None:
+        self.visual.load(device)
+        if not getattr(self.visual.config, "num_frames", 0):
+            raise ValueError(f"{self.options.model}: hf-video needs a video model whose config states num_frames "
+                             f"(VideoMAE-style); {type(self.visual.config).__name__} does not")
+        self.device = device
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.visual.config.num_frames)
+
+    @property
+    def layer_indices(self) -> list[int]:
+        return resolve_layers(self.options.layers, self.visual.num_layers)
+
+    def outputs(self) -> list[OutputSpec]:
+        dim = int(self.visual.config.hidden_size)
+        layers = self.layer_indices
+        shape = (dim,) if self.options.layers == "last" else (len(layers), dim)
+        specs = [OutputSpec("pooled", shape, attrs={"layers": layers, "num_frames": self.num_frames})]
+        if self.options.store_frames:
+            specs += [OutputSpec("frames", (dim,), ragged=True, attrs={"layer": self.visual.num_layers, "unit": "clip"}),
+                      OutputSpec("time", (), ragged=True, dtype="float32", attrs={"unit": "seconds", "of": "clip start"})]
+        return specs
+
+    def batch_policy(self) -> BatchPolicy:
+        cuda = self.device is not None and getattr(self.device, "type", "cpu") == "cuda"
+        return BatchPolicy(max_items=self.options.max_batch or (8 if cuda else 1))
+
+    def _max_frames(self) -> int:
+        return self.options.max_clips * self.num_frames
+
+    def cost(self, row: dict) -> float:
+        """Clips to encode, from the container's stated duration (no decoding)."""
+        try:
+            info = video_info(row.get(self.options.column))
+            rate = window_fps(row, self.options.column, self.options.fps, self._max_frames())
+        except SampleError:
+            return 0.0  # prepare() raises and records the same error
+        return float(np.ceil(info.duration * rate / self.num_frames))
+
+    def prepare(self, row: dict) -> PreparedClips:
+        if self.visual.model is None:
+            raise RuntimeError("hf-video: prepare() before load()")
+        times, frames = sample_frames(row, self.options.column, self.options.fps, self._max_frames(), self.options.face())
+        clips = cut_clips(frames, self.num_frames)
+        pixels = self.visual.processor(clips, return_tensors="np")["pixel_values"]
+        starts = times[:: self.num_frames]
+        return PreparedClips(np.asarray(starts, dtype=np.float32), np.asarray(pixels, dtype=np.float32))
+
+    def encode(self, batch: list[PreparedClips]) -> list[dict[str, np.ndarray]]:
+        import torch
+
+        from mer.features.device import inference, to_device, to_numpy
+
+        layers = self.layer_indices
+        n_layers = self.visual.num_layers
+        need_all = layers != [n_layers]
+        clips = np.concatenate([video.pixel_values for video in batch], axis=0)
+        pooled, last = [], []
+        step = self.options.max_batch_clips
+        for i in range(0, len(clips), step):
+            chunk = to_device(torch.from_numpy(np.ascontiguousarray(clips[i:i + step])), self.device)
+            with inference(self.device, self.options.autocast):
+                out = self.visual.model(pixel_values=chunk, output_hidden_states=need_all)
+                pooled.append(to_numpy(pool_tokens(hidden_stack(out, layers, n_layers), "mean")))  # (n, k, D)
+                if self.options.store_frames:
+                    last.append(to_numpy(pool_tokens([out.last_hidden_state], "mean"))[:, 0])
+        per_clip = np.concatenate(pooled, axis=0)
+        sequences = np.concatenate(last, axis=0) if last else None
+        results, offset = [], 0
+        for video in batch:
+            n = len(video.pixel_values)
+            vector = per_clip[offset:offset + n].astype(np.float64).mean(axis=0).astype(np.float32)
+            result = {"pooled": vector[0] if self.options.layers == "last" else vector}
+            if sequences is not None:
+                result["frames"] = sequences[offset:offset + n]
+                result["time"] = video.starts
+            results.append(result)
+            offset += n
+        return results
+
+
+ENCODER = HFVideoEncoder

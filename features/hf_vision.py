@@ -1,0 +1,163 @@
+"""``hf-vision``: any Hugging Face image encoder (CLIP vision tower, DINOv2, ViT, SigLIP...) over video frames.
+
+Frames are sampled at ``fps`` (optionally the face crop; see :mod:`mer.features.hf_visual`),
+preprocessed by the model's own image processor (resize, crop, normalisation as the checkpoint
+was trained) in the prefetch threads, and encoded as images. A frame's embedding is its ``token``:
+``cls`` (token 0: the CLS token of ViT/CLIP/DINOv2) or ``mean`` (all tokens); ``pooled`` is the
+mean over the clip's frames, per selected layer (``layers: all`` = embeddings + every layer).
+``store_frames`` also keeps the last layer's per-frame sequence and the frame times.
+
+Batching: frames are independent images, so the frames of several clips are concatenated into
+one model call of at most ``max_batch_frames`` images; there is no padding, and batched output
+equals one-at-a-time (tested). On CPU one clip per batch by default, 16 clips on CUDA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from mer.features.base import Encoder, OutputSpec, SampleError
+from mer.features.batching import BatchPolicy
+from mer.features.hf_common import LayerSpec, hidden_stack, resolve_layers, validate_layers
+from mer.features.hf_visual import FaceCrop, VisualModel, check_positive, pool_tokens, sample_frames, window_fps
+from mer.features.video_io import video_info
+
+
+@dataclass
+class Options:
+    encoder: str = "hf-vision"
+    #: hub name, local folder, or pkg:<python package>/<subdir> (required)
+    model: str = field(kw_only=True)
+    revision: str = ""
+    #: last | all | list of hidden-state indices
+    layers: LayerSpec = "last"
+    #: frames per second sampled from the video
+    fps: float = 2.0
+    #: at most this many frames per clip (the rate is lowered to spread them over the window); 0 = no cap
+    max_frames: int = 64
+    #: cls: token 0 of each frame; mean: the mean over all tokens
+    token: Literal["cls", "mean"] = "cls"
+    #: encode the face crop instead of the whole frame
+    face_crop: bool = False
+    #: face crop: grow the face box by this fraction of its side on every side
+    face_margin: float = 0.25
+    #: also store the last layer's per-frame embeddings (ragged (T, D)) and the frame times
+    store_frames: bool = False
+    #: manifest column with the video path (start/end columns give the window)
+    column: str = "video"
+    autocast: Literal["none", "bf16", "fp16"] = "none"
+    #: speed only: clips per batch (0 = device default: 1 on CPU, 16 on CUDA) and images per model call
+    max_batch: int = 0
+    max_batch_frames: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
+        check_positive("fps", self.fps)
+        if self.max_frames < 0 or self.max_batch < 0 or self.max_batch_frames < 1:
+            raise ValueError("max_frames and max_batch must be >= 0, max_batch_frames >= 1")
+        if self.face_margin < 0:
+            raise ValueError(f"face_margin must be >= 0, got {self.face_margin}")
+        validate_layers(self.layers)
+
+    def face(self) -> FaceCrop | None:
+        return FaceCrop(margin=self.face_margin) if self.face_crop else None
+
+
+@dataclass
+class PreparedFrames:
+    times: np.ndarray         # (T,) seconds
+    pixel_values: np.ndarray  # (T, 3, H, W) float32, the processor's output
+
+
+class HFVisionEncoder(Encoder):
+    family = "hf-vision"
+    code_version = "1"
+    columns = ("video",)
+    speed_only_options = ("max_batch", "max_batch_frames")
+
+    def __init__(self, options: Options):
+        super().__init__(options)
+        self.columns = (options.column,)
+        self.visual = VisualModel(options.model, options.revision)
+
+    def identity(self) -> dict[str, Any]:
+        return self.visual.identity(self.options.face())
+
+    def load(self, device: Any) -> None:
+        self.visual.load(device)
+        self.device = device
+
+    @property
+    def layer_indices(self) -> list[int]:
+        return resolve_layers(self.options.layers, self.visual.num_layers)
+
+    def outputs(self) -> list[OutputSpec]:
+        dim = int(self.visual.config.hidden_size)
+        layers = self.layer_indices
+        shape = (dim,) if self.options.layers == "last" else (len(layers), dim)
+        specs = [OutputSpec("pooled", shape, attrs={"layers": layers, "token": self.options.token})]
+        if self.options.store_frames:
+            specs += [OutputSpec("frames", (dim,), ragged=True, attrs={"layer": self.visual.num_layers}),
+                      OutputSpec("time", (), ragged=True, dtype="float32", attrs={"unit": "seconds"})]
+        return specs
+
+    def batch_policy(self) -> BatchPolicy:
+        cuda = self.device is not None and getattr(self.device, "type", "cpu") == "cuda"
+        return BatchPolicy(max_items=self.options.max_batch or (16 if cuda else 1))
+
+    def cost(self, row: dict) -> float:
+        """Frames to encode, from the container's stated duration (no decoding)."""
+        try:
+            info = video_info(row.get(self.options.column))
+            rate = window_fps(row, self.options.column, self.options.fps, self.options.max_frames)
+        except SampleError:
+            return 0.0  # prepare() raises and records the same error
+        return info.duration * rate
+
+    def prepare(self, row: dict) -> PreparedFrames:
+        if self.visual.model is None:
+            raise RuntimeError("hf-vision: prepare() before load()")
+        times, frames = sample_frames(row, self.options.column, self.options.fps, self.options.max_frames,
+                                      self.options.face())
+        pixels = self.visual.processor(images=frames, return_tensors="np")["pixel_values"]
+        return PreparedFrames(times, np.asarray(pixels, dtype=np.float32))
+
+    def encode(self, batch: list[PreparedFrames]) -> list[dict[str, np.ndarray]]:
+        import torch
+
+        from mer.features.device import inference, to_device, to_numpy
+
+        layers = self.layer_indices
+        n_layers = self.visual.num_layers
+        need_all = layers != [n_layers]
+        images = np.concatenate([clip.pixel_values for clip in batch], axis=0)
+        per_frame, last = [], []
+        step = self.options.max_batch_frames
+        for i in range(0, len(images), step):
+            chunk = to_device(torch.from_numpy(np.ascontiguousarray(images[i:i + step])), self.device)
+            with inference(self.device, self.options.autocast):
+                out = self.visual.model(pixel_values=chunk, output_hidden_states=need_all)
+                states = hidden_stack(out, layers, n_layers)
+                per_frame.append(to_numpy(pool_tokens(states, self.options.token)))  # (n, k, D)
+                if self.options.store_frames:
+                    last.append(to_numpy(pool_tokens([out.last_hidden_state], self.options.token))[:, 0])
+        frames = np.concatenate(per_frame, axis=0)
+        sequences = np.concatenate(last, axis=0) if last else None
+        results, offset = [], 0
+        for clip in batch:
+            n = len(clip.pixel_values)
+            vector = frames[offset:offset + n].astype(np.float64).mean(axis=0).astype(np.float32)
+            result = {"pooled": vector[0] if self.options.layers == "last" else vector}
+            if sequences is not None:
+                result["frames"] = sequences[offset:offset + n]
+                result["time"] = clip.times
+            results.append(result)
+            offset += n
+        return results
+
+
+ENCODER = HFVisionEncoder
