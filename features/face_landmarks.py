@@ -77,7 +77,10 @@ class FaceLandmarksEncoder(Encoder):
         self.device = device
 
     def outputs(self) -> list[OutputSpec]:
-        return [OutputSpec("frames", (len(POINTS), 2), ragged=True, attrs={"points": list(POINTS), "coords": ["x", "y"]}),
+        # fps: the frame rate MPUC-MER's time-aligned views need (absent for native frame rates, which vary)
+        rate = {"fps": float(self.options.fps)} if self.options.fps else {}
+        return [OutputSpec("frames", (len(POINTS), 2), ragged=True,
+                           attrs={"points": list(POINTS), "coords": ["x", "y"], **rate}),
                 OutputSpec("valid", (), ragged=True, dtype="bool"),
                 OutputSpec("box", (4,), ragged=True, dtype="float32", attrs={"coords": ["left", "top", "right", "bottom"]}),
                 OutputSpec("confidence", (), ragged=True, dtype="float32"),

@@ -53,8 +53,8 @@ def test_ravdess_mp4s_extract_and_train(tmp_path):
     out = mer("extract", "-c", str(CONFIG), *common, "--modality", "mel", "--modality", "face", "--no-progress")
     assert "mel: 8 samples extracted, 0 failure(s)" in out and "face: 8 samples extracted, 0 failure(s)" in out
     run_dir = tmp_path / "runs" / "mpuc"
-    # the paper's pipeline, scaled down to seconds: 8-frame crops, narrow encoders, one pre-training epoch
-    mer("train", "-c", str(CONFIG), *common, "--set", "train.mpuc.crop=8", "--set", "train.mpuc.pretrain_epochs=1", "--set", "train.mpuc.dim=32", "--set", "train.mpuc.stgcn_channels=[8,16]", "--set", "train.mpuc.tcn_channels=8", "--set", "train.mpuc.tcn_hidden=16", "--set", "train.mpuc.probe_c=[1.0]",
+    # the paper's pipeline, scaled down to seconds: 8-frame (0.27 s) crops, narrow encoders, one pre-training epoch
+    mer("train", "-c", str(CONFIG), *common, "--set", "train.mpuc.crop_seconds=0.27", "--set", "train.mpuc.pretrain_epochs=1", "--set", "train.mpuc.dim=32", "--set", "train.mpuc.stgcn_channels=[8,16]", "--set", "train.mpuc.tcn_channels=8", "--set", "train.mpuc.tcn_hidden=16", "--set", "train.mpuc.probe_c=[1.0]",
         "--set", "train.plots=false", "--seeds", "0", "--run-dir", str(run_dir), "--quiet")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == 2

@@ -47,9 +47,10 @@ def test_dry_run_measures_every_section(dry_run):
     # the tiny sizes of DRY: 6 clips (naive on 4), 24 sentences (naive on 8)
     assert (speech["items"], speech["variants"]["naive"]["items"], speech["variants"]["mer"]["items"]) == (6, 4, 6)
     assert (text["items"], text["variants"]["naive"]["items"]) == (24, 8)
-    # on the CPU the speech policy is one clip per batch and the text policy up to 64 sentences
+    # on the CPU the speech policy is one clip per batch; text batches only sentences of equal token count
+    # (so that a vector never depends on its batch-mates' padding), hence fewer calls than sentences
     assert speech["mer_batches"] == {"count": 6, "mean_size": 1.0, "max_size": 1, "single_item": 6}
-    assert text["mer_batches"]["count"] == 1 and text["mer_batches"]["max_size"] == 24
+    assert 1 < text["mer_batches"]["count"] < text["items"] and text["mer_batches"]["max_size"] > 1
     for rec in (speech, text):
         # both sides computed the same vectors (mer's float16 cache vs the loop's float32)
         assert rec["agreement"]["min_cosine"] > 0.999
