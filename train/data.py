@@ -417,6 +417,19 @@ class ModalityData:
                          layer=self.layer)
 
 
+def select_rows(split_of_rows: np.ndarray, labeled: np.ndarray | None, split: str) -> np.ndarray:
+    """Row indices of ``split`` (``all``: every row), restricted to ``labeled`` rows unless it is None.
+
+    One rule for every data view over a manifest (:meth:`TrainData.rows`, and
+    ``FinetuneData.rows`` in :mod:`mer.train.finetune_data`), so ``mer train`` and
+    ``mer finetune`` select the same rows for a split.
+    """
+    mask = np.ones(len(split_of_rows), dtype=bool) if split == "all" else split_of_rows == split
+    if labeled is not None:
+        mask &= labeled
+    return np.flatnonzero(mask)
+
+
 @dataclass
 class TrainData:
     """Everything the trainer needs, on one device. Row order = the manifest's (sorted by id).
@@ -455,10 +468,7 @@ class TrainData:
 
     def rows(self, split: str, labeled_only: bool = True) -> np.ndarray:
         """Host row indices of ``split`` (``all``: every row; labelled rows only by default)."""
-        mask = np.ones(len(self.ids), dtype=bool) if split == "all" else self.split == split
-        if labeled_only:
-            mask &= self.labeled.cpu().numpy()
-        return np.flatnonzero(mask)
+        return select_rows(self.split, self.labeled.cpu().numpy() if labeled_only else None, split)
 
     def index(self, split: str) -> Tensor:
         """Device LongTensor of the labelled rows of ``split``."""

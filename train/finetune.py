@@ -220,7 +220,7 @@ def score(model: FinetuneModel, feeder: Feeder, data: FinetuneData, split: str, 
     """Metrics of the labelled rows of ``split`` (batched as every prediction of this split is)."""
     import warnings
 
-    batches = make_row_batches(data, data.split_rows(split), policy)
+    batches = make_row_batches(data, data.rows(split), policy)
     rows, _, pred, _ = predict(model, feeder, batches, data.multilabel, progress, f"score {split}")
     with warnings.catch_warnings():
         if quiet:
@@ -269,7 +269,7 @@ class LrSchedule:
 
 def make_loss(ft, data: FinetuneData, device: torch.device) -> Callable[[Tensor, Tensor], tuple[Tensor, str]]:
     """The training objective: weighted CE (Criterion, inverse class weights) or soft macro-F1."""
-    train_rows = data.split_rows("train")
+    train_rows = data.rows("train")
     if len(train_rows) == 0:
         raise TrainingError("the training split has no labelled sample")
     criterion = Criterion.from_training(data.y[train_rows], data.num_classes, data.multilabel, "inverse", device,
@@ -394,9 +394,9 @@ def predict_all(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy
     """Predictions of every row, batched per split (train/val/test/other) exactly as scoring batches them."""
     out = {}
     for split in SPLITS:
-        rows = data.split_rows(split, labeled_only=True)
+        rows = data.rows(split, labeled_only=True)
         out[split] = predict(model, feeder, make_row_batches(data, rows, policy), data.multilabel, progress, f"predict {split}")
-    rest = np.setdiff1d(np.arange(len(data)), np.concatenate([data.split_rows(s) for s in SPLITS]))
+    rest = np.setdiff1d(np.arange(len(data)), np.concatenate([data.rows(s) for s in SPLITS]))
     out["other"] = predict(model, feeder, make_row_batches(data, rest, policy), data.multilabel, progress, "predict other")
     return out
 
@@ -470,7 +470,7 @@ def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: b
     seed_everything(ft.seed)
     encoder = load_encoder(options, device)
     data = load_finetune_data(job.train, manifest, encoder, log=say)
-    if len(data.split_rows("val")) == 0:
+    if len(data.rows("val")) == 0:
         raise TrainingError("the validation split has no labelled sample: model selection needs one "
                             "(add 'val' rows or let mer carve them: leave 'val' out of the manifest)")
     hf_model, _ = hf_parts(encoder)
@@ -483,7 +483,7 @@ def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: b
     feeder = Feeder(encoder, data, device, ft.io_threads)
     sr = getattr(encoder, "sampling_rate", None) if encoder.family == "hf-audio" else None
     policy = batch_policy(encoder, ft, sr)
-    train_batches = make_row_batches(data, data.split_rows("train"), policy)
+    train_batches = make_row_batches(data, data.rows("train"), policy)
     steps_per_epoch = math.ceil(len(train_batches) / ft.grad_accum)
     total_steps = ft.epochs * steps_per_epoch
     optimizer = make_optimizer(model, ft)
@@ -555,7 +555,7 @@ def _init_head(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy,
             model.std.copy_(torch.as_tensor(stats["std"]))
         say(f"warm start: head and standardisation statistics from {ft.warm_start}")
         return
-    rows = data.split_rows("train", labeled_only=False)
+    rows = data.rows("train", labeled_only=False)
     batches = make_row_batches(data, rows, policy)
     pooled, present = [], []
     model.train(False)
@@ -783,7 +783,7 @@ def evaluate_finetune_run(run_dir: str | Path, ckpt: dict, split: str = "test", 
     with torch.no_grad():
         model.mean.copy_(ckpt["stats"][m]["mean"])
         model.std.copy_(ckpt["stats"][m]["std"])
-    rows = data.split_rows(split)
+    rows = data.rows(split)
     if len(rows) == 0:
         raise DataError(f"{data.manifest_source}: split {split!r} has no labelled sample"
                         + (" (try --split all)" if manifest_path else ""))

@@ -15,7 +15,7 @@ import torch
 from mer.config import load_config
 from mer.pipeline.corpus import prepare_manifest
 from mer.pipeline.manifest import Manifest
-from mer.train.data import resolve_splits
+from mer.train.data import resolve_splits, select_rows
 from mer.train.errors import CacheError, DataError, DataWarning
 from mer.experiment import load_experiment_data, manifest_for, modality_sources
 from mer.train.trainer import fit, seed_everything
@@ -70,6 +70,17 @@ def test_join_by_id_presence_and_train_only_standardisation(corpus):
     assert not bool(data.labeled[unl]) and int(data.y[unl]) == -1
     assert unl not in set(data.rows("train")) | set(data.rows("val")) | set(data.rows("test"))
     assert data.missing_text()[data.ids.index(table["id"][3])] == "audio"
+
+
+def test_select_rows_by_split_and_label():
+    # the one row rule of TrainData.rows and FinetuneData.rows, against hand-picked indices
+    split = np.array(["train", "val", "train", "test", "", "train"], dtype=object)
+    labeled = np.array([True, True, False, True, True, True])
+    assert select_rows(split, labeled, "train").tolist() == [0, 5]
+    assert select_rows(split, None, "train").tolist() == [0, 2, 5]
+    assert select_rows(split, labeled, "all").tolist() == [0, 1, 3, 4, 5]
+    assert select_rows(split, None, "all").tolist() == [0, 1, 2, 3, 4, 5]
+    assert select_rows(split, labeled, "other").tolist() == []
 
 
 def test_changing_a_test_sample_does_not_change_the_statistics(corpus, tmp_path):
