@@ -417,21 +417,37 @@ class ModalityData:
                          layer=self.layer)
 
 
-def select_rows(split_of_rows: np.ndarray, labeled: np.ndarray | None, split: str) -> np.ndarray:
-    """Row indices of ``split`` (``all``: every row), restricted to ``labeled`` rows unless it is None.
+class ManifestRows:
+    """Length, class count and the rows of a split, answered the same way by every data view over
+    a manifest (:class:`TrainData`, ``FinetuneData`` of :mod:`mer.train.finetune_data`), so
+    ``mer train`` and ``mer finetune`` select the same rows for a split.
 
-    One rule for every data view over a manifest (:meth:`TrainData.rows`, and
-    ``FinetuneData.rows`` in :mod:`mer.train.finetune_data`), so ``mer train`` and
-    ``mer finetune`` select the same rows for a split.
+    The subclass (a dataclass) provides ``ids``, ``split`` (per row: train/val/test/''),
+    ``classes`` and ``labeled`` (per row, a bool numpy array or tensor).
     """
-    mask = np.ones(len(split_of_rows), dtype=bool) if split == "all" else split_of_rows == split
-    if labeled is not None:
-        mask &= labeled
-    return np.flatnonzero(mask)
+
+    ids: list[str]
+    split: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def rows(self, split: str, labeled_only: bool = True) -> np.ndarray:
+        """Host row indices of ``split`` (``all``: every row; labelled rows only by default)."""
+        mask = np.ones(len(self.ids), dtype=bool) if split == "all" else self.split == split
+        if labeled_only:
+            labeled = self.labeled
+            mask &= labeled.cpu().numpy() if isinstance(labeled, Tensor) else labeled
+        return np.flatnonzero(mask)
 
 
 @dataclass
-class TrainData:
+class TrainData(ManifestRows):
     """Everything the trainer needs, on one device. Row order = the manifest's (sorted by id).
 
     Attributes:
@@ -458,17 +474,6 @@ class TrainData:
     val_carved: bool = False
     val_groups: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def rows(self, split: str, labeled_only: bool = True) -> np.ndarray:
-        """Host row indices of ``split`` (``all``: every row; labelled rows only by default)."""
-        return select_rows(self.split, self.labeled.cpu().numpy() if labeled_only else None, split)
 
     def index(self, split: str) -> Tensor:
         """Device LongTensor of the labelled rows of ``split``."""

@@ -29,7 +29,7 @@ from mer.features.batching import BatchPolicy, make_batches
 from mer.features.device import to_device
 from mer.pipeline.manifest import Manifest
 from mer.train.config import TrainConfig
-from mer.train.data import encode_labels, resolve_splits, select_rows
+from mer.train.data import ManifestRows, encode_labels, resolve_splits
 from mer.train.finetune_model import FinetuneModel, SpeechGroup
 
 #: families ``mer finetune`` can train (raw-input Hugging Face encoders)
@@ -50,7 +50,7 @@ def hf_parts(encoder: Encoder) -> tuple[Any, Any]:
 
 
 @dataclass
-class FinetuneData:
+class FinetuneData(ManifestRows):
     """Labels, splits, presence and costs of every manifest row (host numpy, manifest order)."""
 
     ids: list[str]
@@ -71,17 +71,6 @@ class FinetuneData:
     val_carved: bool = False
     val_groups: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def rows(self, split: str, labeled_only: bool = True) -> np.ndarray:
-        """Row indices of ``split`` (``all``: every row), labelled rows only by default."""
-        return select_rows(self.split, self.labeled if labeled_only else None, split)
 
     def targets(self, rows: np.ndarray, device: torch.device) -> Tensor:
         dtype = torch.float32 if self.multilabel else torch.long
