@@ -13,7 +13,8 @@ sequence modality. This module is the ENCODER SPEC of that cache, so that a conf
 lets ``mer train`` / ``mer evaluate`` / ``mer cache gc`` find the imported cache like any other:
 the key, the outputs and the presence rule are defined here, once. It does not extract:
 reading and aligning the file is the pipeline's job (``mer.pipeline.import_csd``, which uses
-``mer.pipeline.csd``; features never import the pipeline), so :meth:`CsdSequenceEncoder.load`
+``mer.pipeline.csd``; features never import the pipeline; the layout and metadata reading
+both need is :mod:`mer.features.csd_file`), so :meth:`CsdSequenceEncoder.load`
 raises :class:`~mer.features.base.EncoderUnavailable` telling the user to run
 ``mer import-csd``. ``mer extract`` over a config whose csd modality is already imported only
 verifies it (complete caches load no encoder).
@@ -37,7 +38,6 @@ A row of the manifest has this modality when its ``video_column`` (default ``vid
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,7 @@ import numpy as np
 
 from mer.features.base import Encoder, EncoderUnavailable, OutputSpec
 from mer.features.batching import BatchPolicy
+from mer.features.csd_file import CsdError, dimension_names, feature_dim, open_sequence, read_metadata
 
 
 @dataclass
@@ -104,61 +105,20 @@ def file_sha256(path: str | Path) -> str:
     return value
 
 
-def _metadata_value(raw: Any) -> Any:
-    """A metadata dataset's value: the SDK stores ``json.dumps(value)`` in a (1,) string dataset."""
-    if isinstance(raw, np.ndarray):
-        raw = raw.reshape(-1)[0] if raw.size == 1 else None
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="replace")
-    if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-    return raw
-
-
 def read_header(path: str | Path, root: str = "") -> CsdHeader:
-    """Root group name, D (from the first video) and dimension names of a .csd file."""
-    import h5py
-
+    """Root group name, D (from the first video) and dimension names of a .csd file
+    (:mod:`mer.features.csd_file` reads them; the data itself is not touched)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: .csd file not found (features.<modality>.path)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not an HDF5 computational sequence ({exc})") from None
+    f, root = open_sequence(path, root, parts=("data",), hint="; set features.<modality>.root")
     with f:
-        groups = [k for k in f.keys() if isinstance(f[k], h5py.Group)]
-        if not root:
-            if len(groups) != 1:
-                raise ValueError(f"{path}: expected one root group (the sequence name), found {groups}; "
-                                 f"set features.<modality>.root")
-            root = groups[0]
-        if root not in groups:
-            raise ValueError(f"{path}: no root group {root!r}; found {groups}")
         group = f[root]
-        if "data" not in group:
-            raise ValueError(f"{path}: '{root}/data' is missing")
-        data = group["data"]
-        dim = 0
-        for video in data:
-            feats = data[video].get("features")
-            if feats is not None:
-                dim = int(feats.shape[1]) if len(feats.shape) == 2 else 1
-                break
-        names: list[str] = []
-        meta = group.get("metadata")
-        if meta is not None and "dimension names" in meta:
-            value = _metadata_value(meta["dimension names"][()])
-            if isinstance(value, list):
-                names = [str(n) for n in value]
+        names = dimension_names(read_metadata(group))
+        dim = feature_dim(group["data"], names)
         if not dim:
-            dim = len(names)
-        if not dim:
-            raise ValueError(f"{path}: '{root}/data' holds no video with features and the metadata names no "
-                             "dimensions: D is unknown")
+            raise CsdError(f"{path}: '{root}/data' holds no video with features and the metadata names no "
+                           "dimensions: D is unknown")
     return CsdHeader(root=root, dim=dim, names=names if len(names) == dim else [])
 
 

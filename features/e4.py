@@ -317,9 +317,9 @@ def detect_scrs(phasic: np.ndarray, rate: float, min_amplitude: float, relative_
     is at least ``relative_min`` of the largest one (neurokit's ``amplitude_min``); each
     onset is the last trough strictly before the peak, and amplitude = phasic[peak] −
     phasic[onset] as ``nk.eda_peaks`` defines ``SCR_Amplitude``; peaks without a preceding
-    trough are dropped (as there). neurokit finds each onset with a per-peak pandas search
-    (~3 s for a 1-hour E4 file); the test suite checks that both give the same peaks and
-    onsets. ``rate`` is unused by this method and kept for the signature's sake.
+    trough are dropped (as there). neurokit finds each onset with a per-peak pandas search,
+    which is slow on hour-long E4 files (bench/README.md, "Decisions and the measurements behind
+    them"); the test suite checks that both give the same peaks and onsets. ``rate`` is unused by this method and kept for the signature's sake.
     """
     from scipy.signal import find_peaks, peak_prominences
 

@@ -52,8 +52,9 @@ from mer.train.metrics import headline
 RESULT = "result.json"
 
 #: relative cost of one run by model, for longest-first scheduling on Dask workers; other
-#: models count 1. Measured on the demo corpus (2-core CPU): an LMR-CL run takes 15-50 s, a
-#: unimodal, concat or late run 1-3 s; mpuc pre-trains encoders and is as heavy as lmr.
+#: models count 1. On the demo corpus an LMR-CL run costs about ten times a unimodal, concat or
+#: late run (bench/README.md, "Decisions and the measurements behind them"); mpuc pre-trains
+#: encoders and is as heavy as lmr.
 MODEL_COST = {"lmr": 10.0, "mpuc": 10.0}
 AXIS_ALIASES = {"modalities": "train.modalities", "model": "train.model"}
 
@@ -256,7 +257,7 @@ def longest_first(todo: list, described: dict[str, tuple[str, str]]) -> list:
     Why: with N workers the ablation ends when the last run ends. In grid order (smallest
     modality subsets first) the biggest LMR-CL runs come last and one worker finishes the
     grid alone while the others idle; longest-processing-time-first is the classic remedy
-    (measured: a 50 s single-worker tail on the 7 × 3 demo grid with 2 workers).
+    (the measured single-worker tail is in bench/README.md).
     """
     def cost(task) -> float:
         model, modalities = described[task[0].name]

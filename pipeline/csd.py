@@ -1,14 +1,8 @@
 """CMU Multimodal SDK "computational sequences" (``.csd``, HDF5): read, write, align.
 
-The layout, as in the real files (checked on ``CMU_MOSI_Opinion_Labels.csd``)::
-
-    <root group, e.g. "Opinion Segment Labels" or "All Labels">/
-        data/<video id>/features     float (T, D)  (gzip-compressed float32 in the real files)
-        data/<video id>/intervals    float (T, 2)  start, end seconds of each row
-        metadata/<key>               (1,) variable-length UTF-8 string holding json.dumps(value):
-                                     'root name' -> '"Opinion Segment Labels"',
-                                     'dimension names' -> '["sentiment score"]',
-                                     'alignment compatible' -> 'true', 'md5' -> 'null', ...
+The layout and its metadata encoding are described, and read, in :mod:`mer.features.csd_file`
+(the ``csd`` encoder spec needs them too, and features never import the pipeline); this
+module adds the per-video data, writing, and the alignment to labelled segments.
 
 Reads are lazy: opening a sequence reads the metadata and the video list only; each video's
 arrays are read when asked for, so a 20 GB feature file costs nothing until used.
@@ -30,28 +24,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-
-class CsdError(ValueError):
-    """A file that is not a readable computational sequence; the message names the file."""
-
-
-def _decode(value: Any) -> Any:
-    """A metadata value: bytes/str holding JSON (the SDK's encoding), else the raw string."""
-    if isinstance(value, np.ndarray):
-        if value.shape == (1,) or value.size == 1:
-            value = value.reshape(-1)[0]
-        else:
-            return [_decode(v) for v in value.tolist()]
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+# CsdError is raised here too and imported from here by the adapters and the CLI's error table
+from mer.features.csd_file import CsdError, dimension_names, feature_dim, open_sequence, read_metadata
 
 
 def interval_id(video: str, start: float, end: float, decimals: int = 3) -> str:
@@ -66,50 +40,22 @@ class CsdSequence:
     """One open computational sequence. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | Path, root: str | None = None):
-        import h5py
-
         self.path = Path(path)
-        if not self.path.is_file():
-            raise CsdError(f"{self.path}: file not found")
-        try:
-            self._file = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise CsdError(f"{self.path}: not an HDF5 computational sequence ({exc})") from None
-        groups = [k for k in self._file.keys() if isinstance(self._file[k], h5py.Group)]
-        if root is None:
-            if len(groups) != 1:
-                self.close()
-                raise CsdError(f"{self.path}: expected one root group (the sequence name), found {groups}")
-            root = groups[0]
-        if root not in self._file:
-            self.close()
-            raise CsdError(f"{self.path}: no root group {root!r}; found {groups}")
-        self.name: str = root
-        group = self._file[root]
-        for part in ("data", "metadata"):
-            if part not in group:
-                self.close()
-                raise CsdError(f"{self.path}: '{root}/{part}' is missing (expected '{root}/data/<video>/features', "
-                               f"'{root}/data/<video>/intervals' and '{root}/metadata/...')")
+        self._file, self.name = open_sequence(self.path, root)
+        group = self._file[self.name]
         self._data = group["data"]
-        meta = group["metadata"]
-        self.metadata: dict[str, Any] = {k: _decode(meta[k][()]) for k in meta.keys()}
-        self.metadata.update({k: _decode(v) for k, v in meta.attrs.items()})
+        self.metadata: dict[str, Any] = read_metadata(group)
         self._videos = list(self._data.keys())
 
     # --- metadata ------------------------------------------------------------------------
     @property
     def dimension_names(self) -> list[str]:
-        names = self.metadata.get("dimension names")
-        return [str(n) for n in names] if isinstance(names, list) else []
+        return dimension_names(self.metadata)
 
     @property
     def dim(self) -> int:
-        """D, from the first video (every video of a sequence has the same D)."""
-        if not self._videos:
-            return len(self.dimension_names)
-        shape = self._data[self._videos[0]]["features"].shape
-        return int(shape[1]) if len(shape) == 2 else 1
+        """D, from the first video with features (every video of a sequence has the same D)."""
+        return feature_dim(self._data, self.dimension_names)
 
     # --- data ----------------------------------------------------------------------------
     def videos(self) -> list[str]:

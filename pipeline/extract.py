@@ -132,9 +132,8 @@ def _torch_threads(io_threads: int) -> Iterator[None]:
 
     The prefetch threads mostly wait on I/O and on soundfile/soxr, which release the GIL, so
     they need a fraction of a core each: at most a quarter of the cores is set aside for them
-    (none on 2 cores). Measured on a quiet 2-core CPU (bench/extract.py, 2026-11-22): keeping
-    one core for them cost 1.7x on Wav2Vec2-base (5.51 s vs 3.24 s for 8 clips) and 1.6x on
-    MiniLM.
+    (none on 2 cores, where the model loses far more from one thread fewer than prefetching
+    gains; the measurement is in bench/README.md, "Decisions and the measurements behind them").
     """
     import torch
 

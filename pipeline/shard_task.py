@@ -111,8 +111,9 @@ def release_encoders() -> int:
 
     Dropping the references frees an encoder and its model at once, unless a reference cycle
     holds them: only then is a full ``gc.collect()`` run. It is not run unconditionally because
-    in a process that imported torch and transformers it costs 0.3-0.7 s (measured on 2 cores),
-    a fixed cost per modality that dominated small extractions.
+    in a process that imported torch and transformers it walks a very large heap: a fixed cost
+    per modality that dominated small extractions (bench/README.md, "Decisions and the
+    measurements behind them").
     """
     with _LOAD_LOCK:
         watched = [weakref.ref(obj) for encoder in _LOADED.values() for obj in _held_objects(encoder)]

@@ -163,7 +163,8 @@ class TrainConfig:
     #: mer.train.modality_dropout); 0 = off. Evaluation never hides anything.
     modality_dropout: float = 0.0
     seeds: list[int] = field(default_factory=lambda: [0])
-    #: write confusion.png and curves.png into each run folder (~0.5 s per run; off for big ablations)
+    #: write confusion.png and curves.png into each run folder (drawing costs a noticeable share of a
+    #: small head's run, bench/README.md; off for big ablations)
     plots: bool = True
     device: str = "auto"
     lmr: LmrConfig = field(default_factory=LmrConfig)

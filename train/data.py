@@ -419,8 +419,37 @@ class ModalityData:
                          layer=self.layer)
 
 
+class ManifestRows:
+    """Length, class count and the rows of a split, answered the same way by every data view over
+    a manifest (:class:`TrainData`, ``FinetuneData`` of :mod:`mer.train.finetune_data`), so
+    ``mer train`` and ``mer finetune`` select the same rows for a split.
+
+    The subclass (a dataclass) provides ``ids``, ``split`` (per row: train/val/test/''),
+    ``classes`` and ``labeled`` (per row, a bool numpy array or tensor).
+    """
+
+    ids: list[str]
+    split: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def rows(self, split: str, labeled_only: bool = True) -> np.ndarray:
+        """Host row indices of ``split`` (``all``: every row; labelled rows only by default)."""
+        mask = np.ones(len(self.ids), dtype=bool) if split == "all" else self.split == split
+        if labeled_only:
+            labeled = self.labeled
+            mask &= labeled.cpu().numpy() if isinstance(labeled, Tensor) else labeled
+        return np.flatnonzero(mask)
+
+
 @dataclass
-class TrainData:
+class TrainData(ManifestRows):
     """Everything the trainer needs, on one device. Row order = the manifest's (sorted by id).
 
     Attributes:
@@ -447,20 +476,6 @@ class TrainData:
     val_carved: bool = False
     val_groups: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def rows(self, split: str, labeled_only: bool = True) -> np.ndarray:
-        """Host row indices of ``split`` (``all``: every row; labelled rows only by default)."""
-        mask = np.ones(len(self.ids), dtype=bool) if split == "all" else self.split == split
-        if labeled_only:
-            mask &= self.labeled.cpu().numpy()
-        return np.flatnonzero(mask)
 
     def index(self, split: str) -> Tensor:
         """Device LongTensor of the labelled rows of ``split``."""

@@ -49,7 +49,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mer import __version__
-from mer.features.base import stable_hash
+from mer.features.base import Encoder, stable_hash
+from mer.features.batching import BatchPolicy
 from mer.features.device import grad_scaler, resolve_device, rng_state, set_rng_state
 from mer.features.registry import build_encoder, options_class
 from mer.pipeline.config_schema import from_dict, to_dict
@@ -74,7 +75,8 @@ from mer.train.metrics import MetricWarning, compute_metrics, headline
 from mer.train.models.common import InputSpec
 from mer.train.models.unimodal import Unimodal
 from mer.train.outputs import save_torch, write_json, write_yaml
-from mer.train.plots import plot_confusion, plot_curves, plot_multilabel_confusion
+from mer.train.plots import plot_curves, plot_run_confusion
+from mer.train.predictions import predictions_table
 from mer.train.trainer import deterministic, seed_everything
 
 CHECKPOINT_FORMAT = 1
@@ -220,7 +222,7 @@ def score(model: FinetuneModel, feeder: Feeder, data: FinetuneData, split: str, 
     """Metrics of the labelled rows of ``split`` (batched as every prediction of this split is)."""
     import warnings
 
-    batches = make_row_batches(data, data.split_rows(split), policy)
+    batches = make_row_batches(data, data.rows(split), policy)
     rows, _, pred, _ = predict(model, feeder, batches, data.multilabel, progress, f"score {split}")
     with warnings.catch_warnings():
         if quiet:
@@ -269,7 +271,7 @@ class LrSchedule:
 
 def make_loss(ft, data: FinetuneData, device: torch.device) -> Callable[[Tensor, Tensor], tuple[Tensor, str]]:
     """The training objective: weighted CE (Criterion, inverse class weights) or soft macro-F1."""
-    train_rows = data.split_rows("train")
+    train_rows = data.rows("train")
     if len(train_rows) == 0:
         raise TrainingError("the training split has no labelled sample")
     criterion = Criterion.from_training(data.y[train_rows], data.num_classes, data.multilabel, "inverse", device,
@@ -277,6 +279,39 @@ def make_loss(ft, data: FinetuneData, device: torch.device) -> Callable[[Tensor,
     if ft.loss == "weighted_ce":
         return lambda logits, y: (criterion(logits, y), "ce")
     return lambda logits, y: (soft_macro_f1_loss(criterion.probabilities(logits), y), "soft_f1")
+
+
+@dataclass
+class Optimisation:
+    """The objects a training step updates besides the weights, and what it needs to take one.
+
+    A checkpoint saves the first four and restores them (:func:`checkpoint_payload`,
+    :func:`restore_checkpoint`); the loss and the trainable parameters are rebuilt from the
+    config on every start.
+    """
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    #: CUDA fp16 GradScaler, or a disabled one (:func:`mer.features.device.grad_scaler`)
+    scaler: Any
+    #: shuffles the batch order of each epoch (seeded; saved in checkpoints)
+    generator: torch.Generator
+    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, str]]
+    #: the parameters gradient clipping applies to
+    trainable: list[nn.Parameter]
+
+
+def make_optimisation(model: FinetuneModel, ft: FinetuneConfig, data: FinetuneData, device: torch.device,
+                      steps_per_epoch: int) -> Optimisation:
+    """AdamW with warm-up + decay over ``ft.epochs * steps_per_epoch`` steps, the scaler, the seeded
+    batch-order generator and the objective."""
+    total_steps = ft.epochs * steps_per_epoch
+    optimizer = make_optimizer(model, ft)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrSchedule(total_steps, int(ft.warmup * total_steps),
+                                                                        ft.schedule))
+    return Optimisation(optimizer=optimizer, scheduler=scheduler, scaler=grad_scaler(device, ft.autocast),
+                        generator=torch.Generator().manual_seed(ft.seed), loss_fn=make_loss(ft, data, device),
+                        trainable=[p for p in model.parameters() if p.requires_grad])
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -317,29 +352,28 @@ class Progress:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def checkpoint_payload(model: FinetuneModel, optimizer, scheduler, scaler, generator: torch.Generator,
-                       progress: Progress, fingerprint: str, device: torch.device) -> dict:
+def checkpoint_payload(model: FinetuneModel, opt: Optimisation, progress: Progress, fingerprint: str,
+                       device: torch.device) -> dict:
     return {
         "format": CHECKPOINT_FORMAT,
         "kind": "finetune-checkpoint",
         "fingerprint": fingerprint,
         "trainable": model.trainable_state(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "rng": {"torch": rng_state(device), "host": host_rng_state(), "order": generator.get_state()},
+        "optimizer": opt.optimizer.state_dict(),
+        "scheduler": opt.scheduler.state_dict(),
+        "scaler": opt.scaler.state_dict(),
+        "rng": {"torch": rng_state(device), "host": host_rng_state(), "order": opt.generator.get_state()},
         "progress": {k: copy.deepcopy(v) for k, v in progress.__dict__.items()},
     }
 
 
-def restore_checkpoint(ckpt: dict, model: FinetuneModel, optimizer, scheduler, scaler, generator: torch.Generator,
-                       device: torch.device) -> Progress:
+def restore_checkpoint(ckpt: dict, model: FinetuneModel, opt: Optimisation, device: torch.device) -> Progress:
     model.load_trainable_state(ckpt["trainable"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
+    opt.optimizer.load_state_dict(ckpt["optimizer"])
+    opt.scheduler.load_state_dict(ckpt["scheduler"])
     if ckpt["scaler"]:
-        scaler.load_state_dict(ckpt["scaler"])
-    generator.set_state(ckpt["rng"]["order"])
+        opt.scaler.load_state_dict(ckpt["scaler"])
+    opt.generator.set_state(ckpt["rng"]["order"])
     set_host_rng_state(ckpt["rng"]["host"])
     set_rng_state(ckpt["rng"]["torch"], device)
     return Progress(**ckpt["progress"])
@@ -369,7 +403,8 @@ def next_commands(job: FinetuneJob, encoder_dir: Path) -> list[str]:
 
 
 def finetune_predictions(data: FinetuneData, per_split: dict[str, tuple], modality: str) -> pd.DataFrame:
-    """One row per manifest row (id order): id, split, label, prediction, missing, prob_<class>."""
+    """predictions.csv's table (:func:`mer.train.predictions.predictions_table`) from the per-split
+    predictions of :func:`predict_all`, put back in manifest order."""
     n, c = len(data), data.num_classes
     probs = np.zeros((n, c), np.float32)
     pred = np.zeros((n, c) if data.multilabel else n, np.int64)
@@ -377,49 +412,73 @@ def finetune_predictions(data: FinetuneData, per_split: dict[str, tuple], modali
     for rows, p, d, pres in per_split.values():
         if len(rows):
             probs[rows], pred[rows], present[rows] = p, d, pres
-    if data.multilabel:
-        label = [";".join(k for k, v in zip(data.classes, data.y[i]) if v > 0) if data.labeled[i] else "" for i in range(n)]
-        prediction = [";".join(k for k, v in zip(data.classes, p) if v) for p in pred]
-    else:
-        label = [data.classes[v] if v >= 0 else "" for v in data.y]
-        prediction = [data.classes[p] for p in pred]
-    table = pd.DataFrame({"id": data.ids, "split": data.split, "label": label, "prediction": prediction,
-                          "missing": ["" if p else modality for p in present]})
-    for k, name in enumerate(data.classes):
-        table[f"prob_{name}"] = probs[:, k]
-    return table
+    return predictions_table(data.ids, data.split, data.classes, data.y, data.labeled, probs, pred,
+                             ["" if p else modality for p in present])
 
 
 def predict_all(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy, progress: bool) -> dict[str, tuple]:
     """Predictions of every row, batched per split (train/val/test/other) exactly as scoring batches them."""
     out = {}
     for split in SPLITS:
-        rows = data.split_rows(split, labeled_only=True)
+        rows = data.rows(split, labeled_only=True)
         out[split] = predict(model, feeder, make_row_batches(data, rows, policy), data.multilabel, progress, f"predict {split}")
-    rest = np.setdiff1d(np.arange(len(data)), np.concatenate([data.split_rows(s) for s in SPLITS]))
+    rest = np.setdiff1d(np.arange(len(data)), np.concatenate([data.rows(s) for s in SPLITS]))
     out["other"] = predict(model, feeder, make_row_batches(data, rest, policy), data.multilabel, progress, "predict other")
     return out
 
 
-def plot_outputs(metrics: dict, data: FinetuneData, per_split: dict[str, tuple], history: list[dict], ft, run_dir: Path,
-                 modality: str, best_epoch: int) -> None:
-    split = next((s for s in ("test", "val", "train") if metrics.get(s, {}).get("n")), None)
-    if split is not None:
-        title = f"finetune {modality}: {split}"
-        if not data.multilabel:
-            plot_confusion(np.array(metrics[split]["confusion"]), data.classes, run_dir / "confusion.png", title)
-        else:
-            rows, _, pred, _ = per_split[split]
-            y = data.y[rows].astype(int)
-            per = {name: np.array([[((y[:, c] == 0) & (pred[:, c] == 0)).sum(), ((y[:, c] == 0) & (pred[:, c] == 1)).sum()],
-                                   [((y[:, c] == 1) & (pred[:, c] == 0)).sum(), ((y[:, c] == 1) & (pred[:, c] == 1)).sum()]])
-                   for c, name in enumerate(data.classes)}
-            plot_multilabel_confusion(per, run_dir / "confusion.png", title)
-    if history:
-        plot_curves(history, ft.select_metric, run_dir / "curves.png", best_epoch)
+def plot_outputs(metrics: dict, data: FinetuneData, per_split: dict[str, tuple], state: Progress,
+                 ft: FinetuneConfig, run_dir: Path) -> None:
+    """confusion.png and curves.png, drawn as ``mer train`` draws them."""
+    def labels_of(split: str) -> tuple[np.ndarray, np.ndarray]:
+        rows, _, pred, _ = per_split[split]
+        return data.y[rows], pred
+
+    plot_run_confusion(metrics, data.classes, data.multilabel, labels_of, run_dir / "confusion.png",
+                       f"finetune {ft.modality}")
+    if state.history:
+        plot_curves(state.history, ft.select_metric, run_dir / "curves.png", state.best_epoch)
 
 
 # --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class RunContext:
+    """What stays fixed during one fine-tuning run: built once by :func:`finetune`, read by the head
+    initialisation, the training loop and the output writers."""
+
+    job: FinetuneJob
+    #: the loaded hf encoder; ``model`` trains its transformers model in place
+    encoder: Encoder
+    model: FinetuneModel
+    feeder: Feeder
+    data: FinetuneData
+    #: length buckets of every prediction and of the training batches
+    policy: BatchPolicy
+    device: torch.device
+    run_dir: Path
+    #: :func:`run_fingerprint`: what a checkpoint and a finished run must match
+    fingerprint: str
+    #: the base encoder's cache key (options + weights)
+    base_key: str
+    #: the head's constructor arguments (saved in model.pt)
+    head_kwargs: dict
+    #: show progress bars
+    progress: bool
+    say: Callable[[str], None]
+
+    @property
+    def ft(self) -> FinetuneConfig:
+        return self.job.finetune
+
+    @property
+    def encoder_dir(self) -> Path:
+        return self.run_dir / "encoder"
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
 
 
 def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: bool = True,
@@ -470,7 +529,7 @@ def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: b
     seed_everything(ft.seed)
     encoder = load_encoder(options, device)
     data = load_finetune_data(job.train, manifest, encoder, log=say)
-    if len(data.split_rows("val")) == 0:
+    if len(data.rows("val")) == 0:
         raise TrainingError("the validation split has no labelled sample: model selection needs one "
                             "(add 'val' rows or let mer carve them: leave 'val' out of the manifest)")
     hf_model, _ = hf_parts(encoder)
@@ -482,22 +541,18 @@ def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: b
         enable_gradient_checkpointing(hf_model)
     feeder = Feeder(encoder, data, device, ft.io_threads)
     sr = getattr(encoder, "sampling_rate", None) if encoder.family == "hf-audio" else None
-    policy = batch_policy(encoder, ft, sr)
-    train_batches = make_row_batches(data, data.split_rows("train"), policy)
+    run = RunContext(job=job, encoder=encoder, model=model, feeder=feeder, data=data,
+                     policy=batch_policy(encoder, ft, sr), device=device, run_dir=run_dir, fingerprint=fingerprint,
+                     base_key=base_key, head_kwargs=head_kwargs, progress=progress, say=say)
+    train_batches = make_row_batches(data, data.rows("train"), run.policy)
     steps_per_epoch = math.ceil(len(train_batches) / ft.grad_accum)
-    total_steps = ft.epochs * steps_per_epoch
-    optimizer = make_optimizer(model, ft)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrSchedule(total_steps, int(ft.warmup * total_steps), ft.schedule))
-    scaler = grad_scaler(device, ft.autocast)
-    generator = torch.Generator().manual_seed(ft.seed)
-    loss_fn = make_loss(ft, data, device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimisation(model, ft, data, device, steps_per_epoch)
     n_enc = sum(p.numel() for _, p in model.encoder_parameters())
     n_head = sum(p.numel() for p in model.head.parameters())
     write_yaml(job.record, run_dir / "config.yaml")
 
     if ckpt is not None:
-        state = restore_checkpoint(ckpt, model, optimizer, scheduler, scaler, generator, device)
+        state = restore_checkpoint(ckpt, model, opt, device)
         feeder.failures.update(state.failures)
         say(f"resuming {run_dir} from optimizer step {state.step} (epoch {state.epoch}, batch {state.batch} of "
             f"{len(train_batches)})")
@@ -505,7 +560,7 @@ def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: b
     else:
         state = Progress()
         resumed_from = 0
-        _init_head(model, feeder, data, policy, ft, base_key, head_kwargs, modality, progress, say)
+        _init_head(run)
     say(f"finetune {options.encoder} {options.model} on {modality}: top {ft.unfreeze_top} layer(s) "
         f"({', '.join(model.split.trainable_modules()) or 'none'}) + head; {n_enc:,} encoder + {n_head:,} head "
         f"trainable parameters; loss {ft.loss}; {len(train_batches)} batches/epoch, {steps_per_epoch} steps/epoch; "
@@ -514,14 +569,12 @@ def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: b
     epoch_seconds: list[float] = []
     if not state.finished:
         with deterministic():
-            _train_loop(model, feeder, data, policy, train_batches, optimizer, scheduler, scaler, generator, loss_fn,
-                        trainable, state, ft, fingerprint, ckpt_path, device, epoch_seconds, progress, say, on_step)
+            _train_loop(run, opt, train_batches, state, epoch_seconds, on_step)
     state.failures = dict(feeder.failures)
     if state.best_state:
         model.load_trainable_state(state.best_state)
     say(f"best epoch {state.best_epoch}: val {ft.select_metric} = {state.best_score:.4f}")
-    metrics = _write_outputs(job, model, encoder, feeder, data, policy, state, run_dir, encoder_dir,
-                             fingerprint, base_key, head_kwargs, progress, say)
+    metrics = _write_outputs(run, state)
     cmds = next_commands(job, encoder_dir)
     say("next: re-extract with the fine-tuned encoder (a new cache key), then train on it:")
     for c in cmds:
@@ -544,123 +597,139 @@ def _completed(run_dir: Path, fingerprint: str) -> dict | None:
     return json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else {}
 
 
-def _init_head(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy, ft, base_key: str, head_kwargs: dict,
-               modality: str, progress: bool, say) -> None:
+def _init_head(run: RunContext) -> None:
     """Warm start (head + statistics of a mer train run), or statistics of the un-tuned encoder's train split."""
+    model, data, ft = run.model, run.data, run.ft
     if ft.warm_start:
-        state, stats = read_warm_start(ft.warm_start, modality, base_key, head_kwargs, data.classes, data.multilabel)
+        state, stats = read_warm_start(ft.warm_start, ft.modality, run.base_key, run.head_kwargs, data.classes,
+                                       data.multilabel)
         model.head.load_state_dict(state)
         with torch.no_grad():
             model.mean.copy_(torch.as_tensor(stats["mean"]))
             model.std.copy_(torch.as_tensor(stats["std"]))
-        say(f"warm start: head and standardisation statistics from {ft.warm_start}")
+        run.say(f"warm start: head and standardisation statistics from {ft.warm_start}")
         return
-    rows = data.split_rows("train", labeled_only=False)
-    batches = make_row_batches(data, rows, policy)
+    rows = data.rows("train", labeled_only=False)
+    batches = make_row_batches(data, rows, run.policy)
     pooled, present = [], []
     model.train(False)
     with torch.no_grad():
-        for _, prepared in tqdm(feeder.iterate(batches), total=len(batches), desc="standardisation statistics",
-                                unit="batch", disable=not progress, leave=False):
-            x, pres = feeder.pooled(model, prepared)
+        for _, prepared in tqdm(run.feeder.iterate(batches), total=len(batches), desc="standardisation statistics",
+                                unit="batch", disable=not run.progress, leave=False):
+            x, pres = run.feeder.pooled(model, prepared)
             pooled.append(x.cpu().numpy())
             present.append(pres.cpu().numpy())
     x = np.concatenate(pooled) if pooled else np.zeros((0, model.mean.shape[0]), np.float32)
     keep = np.concatenate(present) if present else np.zeros(0, bool)
     if not keep.any():
-        raise DataError(f"modality {modality!r}: no training sample has a usable input; cannot standardise")
+        raise DataError(f"modality {ft.modality!r}: no training sample has a usable input; cannot standardise")
     stats = fit_stats(x, np.flatnonzero(keep))
     with torch.no_grad():
         model.mean.copy_(torch.as_tensor(stats["mean"]))
         model.std.copy_(torch.as_tensor(stats["std"]))
-    say(f"standardisation statistics from {int(keep.sum())} training samples (un-tuned encoder)")
+    run.say(f"standardisation statistics from {int(keep.sum())} training samples (un-tuned encoder)")
 
 
-def _train_loop(model: FinetuneModel, feeder: Feeder, data: FinetuneData, policy, train_batches: list[np.ndarray],
-                optimizer, scheduler, scaler, generator: torch.Generator, loss_fn, trainable: list[nn.Parameter],
-                state: Progress, ft, fingerprint: str, ckpt_path: Path, device: torch.device,
-                epoch_seconds: list[float], progress: bool, say, on_step) -> None:
-    n = len(train_batches)
+def _save_checkpoint(run: RunContext, opt: Optimisation, state: Progress, epoch: int, batch: int) -> None:
+    """checkpoint.pt at position (``epoch``, next ``batch``): re-running the command continues from there."""
+    state.epoch, state.batch = epoch, batch
+    state.failures = dict(run.feeder.failures)
+    save_torch(checkpoint_payload(run.model, opt, state, run.fingerprint, run.device), run.ckpt_path)
 
-    def save(position_epoch: int, position_batch: int) -> None:
-        state.epoch, state.batch = position_epoch, position_batch
-        state.failures = dict(feeder.failures)
-        save_torch(checkpoint_payload(model, optimizer, scheduler, scaler, generator, state, fingerprint, device),
-                     ckpt_path)
 
+def _train_loop(run: RunContext, opt: Optimisation, train_batches: list[np.ndarray], state: Progress,
+                epoch_seconds: list[float], on_step: Callable[[int], None] | None) -> None:
+    """Epochs from ``state``'s position until ``ft.epochs`` or an early stop; a checkpoint after each."""
+    ft = run.ft
     while state.epoch <= ft.epochs:
         epoch = state.epoch
         started = time.perf_counter()
-        if state.batch == 0:
-            state.order = torch.randperm(n, generator=generator).tolist()
-            state.sums, state.batches_done = {}, 0
-        model.train(True)
-        optimizer.zero_grad(set_to_none=True)
-        todo = [train_batches[state.order[b]] for b in range(state.batch, n)]
-        bar = tqdm(feeder.iterate(todo), total=len(todo), desc=f"finetune epoch {epoch}/{ft.epochs}", unit="batch",
-                   disable=not progress, leave=False)
-        for b, (rows, prepared) in enumerate(bar, start=state.batch):
-            group_start = (b // ft.grad_accum) * ft.grad_accum
-            group_size = min(ft.grad_accum, n - group_start)
-            pooled, present = feeder.pooled(model, prepared)
-            logits = model.classify(pooled, present)
-            loss, name = loss_fn(logits, data.targets(rows, device))
-            if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss at epoch {epoch}, batch {b}: {float(loss)} "
-                                    f"(lr_encoder {ft.lr_encoder}, lr_head {ft.lr_head}); lower the learning rates")
-            scaler.scale(loss / group_size).backward()
-            value = float(loss.detach())
-            state.sums["loss"] = state.sums.get("loss", 0.0) + value
-            state.sums[f"loss_{name}"] = state.sums.get(f"loss_{name}", 0.0) + value
-            state.batches_done += 1
-            if b + 1 == group_start + group_size:
-                if ft.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(trainable, ft.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                state.step += 1
-                bar.set_postfix(loss=f"{value:.4f}")
-                if ft.checkpoint_every and state.step % ft.checkpoint_every == 0 and b + 1 < n:
-                    save(epoch, b + 1)
-                if on_step is not None:
-                    on_step(state.step)
-        bar.close()
-        row: dict[str, float] = {"epoch": epoch}
-        for group in optimizer.param_groups:
-            row.setdefault(f"lr_{group['name'].removesuffix('_no_decay')}", group["lr"])
-        row.update({k: v / max(state.batches_done, 1) for k, v in state.sums.items()})
-        val = score(model, feeder, data, "val", policy)
-        row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
-        state.history.append(row)
-        value = val[ft.select_metric]
-        if state.best_epoch == 0 or (math.isfinite(value) and value > state.best_score):
-            state.best_epoch, state.best_score, state.waited = epoch, value, 0
-            state.best_state = model.trainable_state()
-        else:
-            state.waited += 1
+        _train_epoch(run, opt, train_batches, state, on_step)
+        loss, value = _end_epoch(run, opt, state)
         seconds = time.perf_counter() - started
         epoch_seconds.append(seconds)
-        say(f"epoch {epoch}: loss {row['loss']:.4f}, val {ft.select_metric} {value:.4f} ({seconds:.1f} s)")
+        run.say(f"epoch {epoch}: loss {loss:.4f}, val {ft.select_metric} {value:.4f} ({seconds:.1f} s)")
         if state.waited >= ft.patience:
             state.stopped_early = True
-            say(f"early stop at epoch {epoch}: no {ft.select_metric} gain for {ft.patience} epochs")
+            run.say(f"early stop at epoch {epoch}: no {ft.select_metric} gain for {ft.patience} epochs")
         last = state.stopped_early or epoch == ft.epochs
         state.finished = last
-        save(epoch + 1, 0)
+        _save_checkpoint(run, opt, state, epoch + 1, 0)
         if last:
             break
 
 
-def _write_outputs(job: FinetuneJob, model: FinetuneModel, encoder, feeder: Feeder, data: FinetuneData, policy, state: Progress,
-                   run_dir: Path, encoder_dir: Path, fingerprint: str, base_key: str,
-                   head_kwargs: dict, progress: bool, say) -> dict:
-    """encoder/ (save_pretrained), model.pt, metrics.json, predictions.csv, history.csv, plots."""
-    ft = job.finetune
-    modality = ft.modality
-    hf_model, pre = hf_parts(encoder)
+def _train_epoch(run: RunContext, opt: Optimisation, train_batches: list[np.ndarray], state: Progress,
+                 on_step: Callable[[int], None] | None) -> None:
+    """The rest of ``state.epoch`` from ``state.batch`` on: gradient accumulation over groups of
+    ``grad_accum`` batches, one optimizer step per group, a checkpoint every ``checkpoint_every`` steps."""
+    ft, model, feeder = run.ft, run.model, run.feeder
+    n = len(train_batches)
+    epoch = state.epoch
+    if state.batch == 0:
+        state.order = torch.randperm(n, generator=opt.generator).tolist()
+        state.sums, state.batches_done = {}, 0
+    model.train(True)
+    opt.optimizer.zero_grad(set_to_none=True)
+    todo = [train_batches[state.order[b]] for b in range(state.batch, n)]
+    bar = tqdm(feeder.iterate(todo), total=len(todo), desc=f"finetune epoch {epoch}/{ft.epochs}", unit="batch",
+               disable=not run.progress, leave=False)
+    for b, (rows, prepared) in enumerate(bar, start=state.batch):
+        group_start = (b // ft.grad_accum) * ft.grad_accum
+        group_size = min(ft.grad_accum, n - group_start)
+        pooled, present = feeder.pooled(model, prepared)
+        logits = model.classify(pooled, present)
+        loss, name = opt.loss_fn(logits, run.data.targets(rows, run.device))
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss at epoch {epoch}, batch {b}: {float(loss)} "
+                                f"(lr_encoder {ft.lr_encoder}, lr_head {ft.lr_head}); lower the learning rates")
+        opt.scaler.scale(loss / group_size).backward()
+        value = float(loss.detach())
+        state.sums["loss"] = state.sums.get("loss", 0.0) + value
+        state.sums[f"loss_{name}"] = state.sums.get(f"loss_{name}", 0.0) + value
+        state.batches_done += 1
+        if b + 1 == group_start + group_size:
+            if ft.grad_clip > 0:
+                opt.scaler.unscale_(opt.optimizer)
+                nn.utils.clip_grad_norm_(opt.trainable, ft.grad_clip)
+            opt.scaler.step(opt.optimizer)
+            opt.scaler.update()
+            opt.optimizer.zero_grad(set_to_none=True)
+            opt.scheduler.step()
+            state.step += 1
+            bar.set_postfix(loss=f"{value:.4f}")
+            if ft.checkpoint_every and state.step % ft.checkpoint_every == 0 and b + 1 < n:
+                _save_checkpoint(run, opt, state, epoch, b + 1)
+            if on_step is not None:
+                on_step(state.step)
+    bar.close()
+
+
+def _end_epoch(run: RunContext, opt: Optimisation, state: Progress) -> tuple[float, float]:
+    """The epoch's history row (learning rates, mean losses, validation metrics) and model selection:
+    the best epoch so far by ``select_metric`` keeps its trainable state. Returns (mean loss, val metric)."""
+    ft = run.ft
+    row: dict[str, float] = {"epoch": state.epoch}
+    for group in opt.optimizer.param_groups:
+        row.setdefault(f"lr_{group['name'].removesuffix('_no_decay')}", group["lr"])
+    row.update({k: v / max(state.batches_done, 1) for k, v in state.sums.items()})
+    val = score(run.model, run.feeder, run.data, "val", run.policy)
+    row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
+    state.history.append(row)
+    value = val[ft.select_metric]
+    if state.best_epoch == 0 or (math.isfinite(value) and value > state.best_score):
+        state.best_epoch, state.best_score, state.waited = state.epoch, value, 0
+        state.best_state = run.model.trainable_state()
+    else:
+        state.waited += 1
+    return row["loss"], value
+
+
+def _save_encoder(run: RunContext) -> str:
+    """``<run>/encoder/``: the tuned model and its tokenizer / feature extractor (``save_pretrained``,
+    written beside and renamed into place). Returns the cache key ``mer extract`` gives it."""
+    hf_model, pre = hf_parts(run.encoder)
+    encoder_dir = run.encoder_dir
     tmp = encoder_dir.with_name(encoder_dir.name + ".tmp")
     hf_model.save_pretrained(tmp)
     pre.save_pretrained(tmp)
@@ -669,10 +738,17 @@ def _write_outputs(job: FinetuneJob, model: FinetuneModel, encoder, feeder: Feed
 
         shutil.rmtree(encoder_dir)
     os.replace(tmp, encoder_dir)
-    tuned_options = encoder_options_for(job.encoder_options, str(encoder_dir))
-    tuned_key = build_encoder(tuned_options).key()
+    tuned_options = encoder_options_for(run.job.encoder_options, str(encoder_dir))
+    return build_encoder(tuned_options).key()
 
-    per_split = predict_all(model, feeder, data, policy, progress)
+
+def _write_outputs(run: RunContext, state: Progress) -> dict:
+    """encoder/ (save_pretrained), model.pt, metrics.json, predictions.csv, history.csv, plots."""
+    job, model, data, ft = run.job, run.model, run.data, run.ft
+    modality = ft.modality
+    tuned_key = _save_encoder(run)
+
+    per_split = predict_all(model, run.feeder, data, run.policy, run.progress)
     import warnings
 
     metrics: dict = {}
@@ -682,14 +758,14 @@ def _write_outputs(job: FinetuneJob, model: FinetuneModel, encoder, feeder: Feed
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MetricWarning)
                 metrics[s] = compute_metrics(data.y[rows], pred, data.classes, data.multilabel, s)
-    failures = dict(feeder.failures)
+    failures = dict(run.feeder.failures)
     metrics["run"] = {
         "kind": "finetune", "model": "unimodal", "modalities": [modality], "seed": ft.seed,
         "best_epoch": state.best_epoch, "epochs_run": len(state.history), "stopped_early": state.stopped_early,
         "select_metric": ft.select_metric, "best_val": state.best_score, "loss": ft.loss,
         "unfreeze_top": ft.unfreeze_top, "trainable_modules": list(model.split.trainable_modules()),
-        "base_model": job.encoder_options.model, "base_key": base_key,
-        "encoder_dir": str(encoder_dir), "cache_keys": {modality: tuned_key},
+        "base_model": job.encoder_options.model, "base_key": run.base_key,
+        "encoder_dir": str(run.encoder_dir), "cache_keys": {modality: tuned_key},
         "val_carved": data.val_carved, "val_groups": list(data.val_groups),
         "samples": {s: int(((data.split == s) & data.labeled).sum()) for s in SPLITS},
         "missing": {modality: int(len(data) - sum(int(p[3].sum()) for p in per_split.values()))},
@@ -697,25 +773,23 @@ def _write_outputs(job: FinetuneJob, model: FinetuneModel, encoder, feeder: Feed
         "manifest": {"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint},
         "notes": list(data.notes),
     }
-    write_json(metrics, run_dir / "metrics.json")
-    finetune_predictions(data, per_split, modality).to_csv(run_dir / "predictions.csv", index=False)
-    pd.DataFrame(state.history).to_csv(run_dir / "history.csv", index=False)
-    plot_outputs(metrics, data, per_split, state.history, ft, run_dir, modality, state.best_epoch)
-    save_torch(model_checkpoint(job, model, data, state, fingerprint, base_key, tuned_key, head_kwargs),
-               run_dir / "model.pt")
+    write_json(metrics, run.run_dir / "metrics.json")
+    finetune_predictions(data, per_split, modality).to_csv(run.run_dir / "predictions.csv", index=False)
+    pd.DataFrame(state.history).to_csv(run.run_dir / "history.csv", index=False)
+    plot_outputs(metrics, data, per_split, state, ft, run.run_dir)
+    save_torch(model_checkpoint(run, state, tuned_key), run.run_dir / "model.pt")
     for s in SPLITS:
         if s in metrics:
             line = ", ".join(f"{k} {v:.4f}" for k, v in headline(metrics[s], data.multilabel).items())
-            say(f"{s}: {line}")
+            run.say(f"{s}: {line}")
     if failures:
-        say(f"{len(failures)} sample(s) could not be prepared and count as missing (metrics.json run.failures)")
+        run.say(f"{len(failures)} sample(s) could not be prepared and count as missing (metrics.json run.failures)")
     return metrics
 
 
-def model_checkpoint(job: FinetuneJob, model: FinetuneModel, data: FinetuneData, state: Progress,
-                     fingerprint: str, base_key: str, tuned_key: str, head_kwargs: dict) -> dict:
+def model_checkpoint(run: RunContext, state: Progress, tuned_key: str) -> dict:
     """model.pt of a fine-tuning run: the head (as mer train stores it) + where the encoder is."""
-    ft = job.finetune
+    job, model, data, ft = run.job, run.model, run.data, run.ft
     m = ft.modality
     return {
         "format": CHECKPOINT_FORMAT,
@@ -723,13 +797,13 @@ def model_checkpoint(job: FinetuneJob, model: FinetuneModel, data: FinetuneData,
         "mer_version": __version__,
         "model": "unimodal",
         "model_class": "mer.train.models.unimodal:Unimodal",
-        "init_kwargs": copy.deepcopy(head_kwargs),
+        "init_kwargs": copy.deepcopy(run.head_kwargs),
         "state_dict": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
         "classes": list(data.classes),
         "multilabel": data.multilabel,
         "modality": m,
         "modalities": [m],
-        "encoder": {"dir": "encoder", "options": to_dict(job.encoder_options), "base_key": base_key,
+        "encoder": {"dir": "encoder", "options": to_dict(job.encoder_options), "base_key": run.base_key,
                     "tuned_key": tuned_key, "unfreeze_top": ft.unfreeze_top},
         "cache_keys": {m: tuned_key},
         "families": {m: job.encoder_options.encoder},
@@ -740,7 +814,7 @@ def model_checkpoint(job: FinetuneJob, model: FinetuneModel, data: FinetuneData,
                    "val_fraction": job.train.val_fraction},
         "seed": ft.seed,
         "best_epoch": state.best_epoch,
-        "fingerprint": fingerprint,
+        "fingerprint": run.fingerprint,
         "config": job.record,
     }
 
@@ -783,7 +857,7 @@ def evaluate_finetune_run(run_dir: str | Path, ckpt: dict, split: str = "test", 
     with torch.no_grad():
         model.mean.copy_(ckpt["stats"][m]["mean"])
         model.std.copy_(ckpt["stats"][m]["std"])
-    rows = data.split_rows(split)
+    rows = data.rows(split)
     if len(rows) == 0:
         raise DataError(f"{data.manifest_source}: split {split!r} has no labelled sample"
                         + (" (try --split all)" if manifest_path else ""))

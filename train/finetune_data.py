@@ -29,7 +29,7 @@ from mer.features.batching import BatchPolicy, make_batches
 from mer.features.device import to_device
 from mer.pipeline.manifest import Manifest
 from mer.train.config import TrainConfig
-from mer.train.data import encode_labels, resolve_splits
+from mer.train.data import ManifestRows, encode_labels, resolve_splits
 from mer.train.finetune_model import FinetuneModel, SpeechGroup
 
 #: families ``mer finetune`` can train (raw-input Hugging Face encoders)
@@ -50,11 +50,12 @@ def hf_parts(encoder: Encoder) -> tuple[Any, Any]:
 
 
 @dataclass
-class FinetuneData:
+class FinetuneData(ManifestRows):
     """Labels, splits, presence and costs of every manifest row (host numpy, manifest order)."""
 
     ids: list[str]
-    rows: list[dict]
+    #: the manifest rows (dicts), what the encoder's ``prepare`` reads
+    records: list[dict]
     split: np.ndarray
     classes: list[str]
     multilabel: bool
@@ -70,20 +71,6 @@ class FinetuneData:
     val_carved: bool = False
     val_groups: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def split_rows(self, split: str, labeled_only: bool = True) -> np.ndarray:
-        """Row indices of ``split`` (``all``: every row), labelled rows only by default."""
-        mask = np.ones(len(self.ids), dtype=bool) if split == "all" else self.split == split
-        if labeled_only:
-            mask &= self.labeled
-        return np.flatnonzero(mask)
 
     def targets(self, rows: np.ndarray, device: torch.device) -> Tensor:
         dtype = torch.float32 if self.multilabel else torch.long
@@ -101,7 +88,7 @@ def load_finetune_data(train_cfg: TrainConfig, manifest: Manifest, encoder: Enco
     rows = manifest.rows()
     has_input = np.array([encoder.present(r) for r in rows], dtype=bool)
     costs = np.array([encoder.cost(r) if ok else 0.0 for r, ok in zip(rows, has_input)], dtype=np.float64)
-    return FinetuneData(ids=manifest.ids, rows=rows, split=info.split, classes=labels.classes,
+    return FinetuneData(ids=manifest.ids, records=rows, split=info.split, classes=labels.classes,
                         multilabel=train_cfg.multilabel, y=labels.y, labeled=labels.labeled, has_input=has_input,
                         costs=costs, manifest_source=manifest.source, manifest_fingerprint=manifest.fingerprint,
                         val_carved=info.val_carved, val_groups=list(info.val_groups), notes=notes)
@@ -149,7 +136,7 @@ class Feeder:
                 out.append(None)
                 continue
             try:
-                out.append(self.encoder.prepare(self.data.rows[r]))
+                out.append(self.encoder.prepare(self.data.records[r]))
             except SampleError as exc:
                 errors[self.data.ids[r]] = f"{exc.stage}: {exc.message}"
                 out.append(None)

@@ -126,8 +126,9 @@ def fast_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, multi
     """The scalar metrics from counts with numpy: what the trainer scores every epoch on.
 
     Same definitions as :func:`compute_metrics` (scikit-learn, ``zero_division=0``, all classes),
-    without scikit-learn's per-call input validation, which costs ~0.1 s per call and would
-    dominate the training time of small heads. Equal to the reference up to float rounding
+    without scikit-learn's per-call input validation, whose fixed cost per call would dominate
+    the training time of small heads (bench/README.md, "Decisions and the measurements behind
+    them"). Equal to the reference up to float rounding
     (tested).
     """
     y_true = np.asarray(y_true, dtype=np.int64)

@@ -1,8 +1,13 @@
-"""The two figures of a run: ``confusion.png`` and ``curves.png`` (matplotlib, Agg backend)."""
+"""The two figures of a run: ``confusion.png`` and ``curves.png`` (matplotlib, Agg backend).
+
+``mer train`` and ``mer finetune`` draw them with the same functions, so their run folders
+look alike.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -65,6 +70,34 @@ def plot_multilabel_confusion(per_target: dict[str, np.ndarray], path: str | Pat
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def multilabel_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, np.ndarray]:
+    """Per target (column of the (n, C) 0/1 arrays), the 2×2 counts ``[[TN, FP], [FN, TP]]``
+    (rows = true absent/present, columns = predicted absent/present)."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    tn, fp = ((t == 0) & (p == 0)).sum(0), ((t == 0) & (p == 1)).sum(0)
+    fn, tp = ((t == 1) & (p == 0)).sum(0), ((t == 1) & (p == 1)).sum(0)
+    return {name: np.array([[tn[c], fp[c]], [fn[c], tp[c]]]) for c, name in enumerate(classes)}
+
+
+def plot_run_confusion(metrics: dict, classes: list[str], multilabel: bool,
+                       labels_of: Callable[[str], tuple[np.ndarray, np.ndarray]], path: str | Path,
+                       title: str) -> Path | None:
+    """A run's confusion.png: of the test split, else val, else train (the first with labelled rows).
+
+    Single-label: the split's confusion matrix from ``metrics``. Multi-label: one 2×2 per target,
+    counted from ``labels_of(split)`` = (true (n, C), predicted (n, C)), called only then (it
+    predicts). The figure's title is ``"<title>: <split>"``. None when no split has labels.
+    """
+    split = next((s for s in ("test", "val", "train") if metrics.get(s, {}).get("n")), None)
+    if split is None:
+        return None
+    title = f"{title}: {split}"
+    if not multilabel:
+        return plot_confusion(np.array(metrics[split]["confusion"]), classes, path, title)
+    y_true, y_pred = labels_of(split)
+    return plot_multilabel_confusion(multilabel_confusion(np.asarray(y_true).astype(int), y_pred, classes), path, title)
 
 
 def plot_curves(history: list[dict], metric: str, path: str | Path, best_epoch: int = 0) -> Path:

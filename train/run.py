@@ -43,7 +43,8 @@ from mer.train.data import DataError, TrainData, load_train_data
 from mer.train.job import TrainJob
 from mer.train.outputs import save_torch, write_json, write_yaml
 from mer.train.metrics import compute_metrics, headline
-from mer.train.plots import plot_confusion, plot_curves, plot_multilabel_confusion
+from mer.train.plots import plot_curves, plot_run_confusion
+from mer.train.predictions import predictions_table
 from mer.train.trainer import FitResult, predict_rows, seed_everything, true_labels
 
 SPLITS = ("train", "val", "test")
@@ -89,23 +90,12 @@ def split_metrics(model, data: TrainData, criterion: Criterion) -> dict[str, dic
             for s in SPLITS if len(data.rows(s))}
 
 
-def predictions_table(model, data: TrainData, criterion: Criterion) -> pd.DataFrame:
-    """One row per manifest row: id, split, label, prediction, missing, prob_<class>."""
-    rows = np.arange(len(data))
-    probs, pred = predict_rows(model, data, rows, criterion)
-    labeled = data.labeled.cpu().numpy()
-    if data.multilabel:
-        y = data.y.cpu().numpy()
-        label = [";".join(c for c, v in zip(data.classes, y[i]) if v > 0) if labeled[i] else "" for i in rows]
-        prediction = [";".join(c for c, v in zip(data.classes, p) if v) for p in pred]
-    else:
-        label = [data.classes[v] if v >= 0 else "" for v in data.y.cpu().numpy()]
-        prediction = [data.classes[p] for p in pred]
-    table = pd.DataFrame({"id": data.ids, "split": data.split, "label": label, "prediction": prediction,
-                          "missing": data.missing_text()})
-    for c, name in enumerate(data.classes):
-        table[f"prob_{name}"] = probs[:, c]
-    return table
+def write_predictions(model, data: TrainData, criterion: Criterion, path: Path) -> None:
+    """predictions.csv (:func:`mer.train.predictions.predictions_table`) of every manifest row."""
+    probs, pred = predict_rows(model, data, np.arange(len(data)), criterion)
+    table = predictions_table(data.ids, data.split, data.classes, data.y.cpu().numpy(), data.labeled.cpu().numpy(),
+                              probs, pred, data.missing_text())
+    table.to_csv(path, index=False)
 
 
 def checkpoint(model, job: TrainJob, record: dict, data: TrainData, seed: int, fit: FitResult) -> dict:
@@ -139,22 +129,12 @@ def checkpoint(model, job: TrainJob, record: dict, data: TrainData, seed: int, f
 def plot_test_confusion(metrics: dict, model, data: TrainData, criterion: Criterion, run_dir: Path,
                         model_name: str) -> None:
     """confusion.png of the test split (else val, else train: the first that has labels)."""
-    split = next((s for s in ("test", "val", "train") if metrics.get(s, {}).get("n")), None)
-    if split is None:
-        return
-    title = f"{model_name} {'+'.join(data.modalities)}: {split}"
-    if not data.multilabel:
-        plot_confusion(np.array(metrics[split]["confusion"]), data.classes, run_dir / "confusion.png", title)
-        return
-    rows = data.rows(split)
-    y = true_labels(data, rows).astype(int)
-    pred = predict_rows(model, data, rows, criterion)[1]
-    per = {}
-    for c, name in enumerate(data.classes):
-        t, p = y[:, c], pred[:, c]
-        per[name] = np.array([[((t == 0) & (p == 0)).sum(), ((t == 0) & (p == 1)).sum()],
-                              [((t == 1) & (p == 0)).sum(), ((t == 1) & (p == 1)).sum()]])
-    plot_multilabel_confusion(per, run_dir / "confusion.png", title)
+    def labels_of(split: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = data.rows(split)
+        return true_labels(data, rows), predict_rows(model, data, rows, criterion)[1]
+
+    plot_run_confusion(metrics, data.classes, data.multilabel, labels_of, run_dir / "confusion.png",
+                       f"{model_name} {'+'.join(data.modalities)}")
 
 
 @dataclass
@@ -208,7 +188,7 @@ def train_one(job: TrainJob, data: TrainData, run_dir: Path, seed: int, progress
     # model.pt first: a run folder with metrics.json always has a complete model.pt beside it
     save_torch(checkpoint(model, job, record, data, seed, fit), run_dir / "model.pt")
     write_json(metrics, run_dir / "metrics.json")
-    predictions_table(model, data, criterion).to_csv(run_dir / "predictions.csv", index=False)
+    write_predictions(model, data, criterion, run_dir / "predictions.csv")
     pd.DataFrame(fit.history).to_csv(run_dir / "history.csv", index=False)
     if train_cfg.plots:
         plot_test_confusion(metrics, model, data, criterion, run_dir, train_cfg.model)

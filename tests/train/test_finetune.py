@@ -269,7 +269,7 @@ finetune: {{unfreeze_top: 1, batch_size: 4, device: cpu}}
     (_, prepared), = list(feeder.iterate([np.array([3])]))
     assert len(prepared[0].bounds) == 2
     # "missing": a row whose audio cannot be decoded is recorded and enters the head as absent
-    data.rows[5] = dict(data.rows[5], audio=str(tmp_path / "nope.wav"))
+    data.records[5] = dict(data.records[5], audio=str(tmp_path / "nope.wav"))
     _grad_check(model, feeder, data, ("encoder.layers.2.", "encoder.layer_norm."), np.array([0, 1, 3, 5]))
     assert "a05" in feeder.failures and feeder.failures["a05"].startswith("read:")
 

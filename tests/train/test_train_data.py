@@ -4,6 +4,7 @@ labels, the carved validation split, and the refusal when a cache is missing."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from mer.config import load_config
 from mer.pipeline.cache import read_sidecar, sha256_file, write_json
 from mer.pipeline.corpus import prepare_manifest
 from mer.pipeline.manifest import Manifest
-from mer.train.data import resolve_splits
+from mer.train.data import ManifestRows, resolve_splits
 from mer.train.errors import CacheError, DataError, DataWarning
 from mer.experiment import load_experiment_data, manifest_for, modality_sources
 from mer.train.trainer import fit, seed_everything
@@ -71,6 +72,27 @@ def test_join_by_id_presence_and_train_only_standardisation(corpus):
     assert not bool(data.labeled[unl]) and int(data.y[unl]) == -1
     assert unl not in set(data.rows("train")) | set(data.rows("val")) | set(data.rows("test"))
     assert data.missing_text()[data.ids.index(table["id"][3])] == "audio"
+
+
+def test_rows_by_split_and_label_with_numpy_or_tensor_labels():
+    # the one row rule of TrainData.rows and FinetuneData.rows (ManifestRows), against hand-picked indices
+    @dataclasses.dataclass
+    class View(ManifestRows):
+        ids: list
+        split: np.ndarray
+        classes: list
+        labeled: object
+
+    split = np.array(["train", "val", "train", "test", "", "train"], dtype=object)
+    mask = np.array([True, True, False, True, True, True])
+    for labeled in (mask, torch.as_tensor(mask)):
+        view = View(list("abcdef"), split, ["x", "y"], labeled)
+        assert len(view) == 6 and view.num_classes == 2
+        assert view.rows("train").tolist() == [0, 5]
+        assert view.rows("train", labeled_only=False).tolist() == [0, 2, 5]
+        assert view.rows("all").tolist() == [0, 1, 3, 4, 5]
+        assert view.rows("all", labeled_only=False).tolist() == [0, 1, 2, 3, 4, 5]
+        assert view.rows("other").tolist() == []
 
 
 def test_changing_a_test_sample_does_not_change_the_statistics(corpus, tmp_path):
