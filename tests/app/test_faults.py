@@ -208,7 +208,7 @@ def _e4_file(path: Path, values: list[str], header: str = f"{T0:.6f}", rate: str
 
 
 def _build_matrix(root: Path) -> dict:
-    from test_encoders_audio import build_wav2vec2
+    from kit.models import tiny_wav2vec2
     from test_encoders_text import build_bert
 
     wav = root / "wav"
@@ -261,7 +261,7 @@ def _build_matrix(root: Path) -> dict:
 
     features = {
         "audio": {"encoder": "logmel", "sample_rate": SR, "n_mels": 16},
-        "audio_hf": {"encoder": "hf-audio", "model": str(build_wav2vec2(root / "w2v", "layer")), "column": "audio_hf"},
+        "audio_hf": {"encoder": "hf-audio", "model": str(tiny_wav2vec2(root / "w2v", "layer")), "column": "audio_hf"},
         "text": {"encoder": "hf-text", "model": str(build_bert(root / "bert")), "max_batch": 1},
         "bio": {"encoder": "e4", "signals": ["temp", "ibi"]},
     }

@@ -19,7 +19,7 @@ from mer.features.device import host_tensor, worker_device
 from mer.features.hf_audio import ENCODER as AudioEncoder, Options as AudioOptions
 from mer.features.hf_common import load_pretrained, sdpa_request
 from mer.features.hf_text import ENCODER as TextEncoder, Options as TextOptions
-from kit.tiny_hf import SAMPLING_RATE, tiny_bert, tiny_wav2vec2
+from kit.models import SAMPLING_RATE, build_bert, tiny_wav2vec2
 
 CPU = torch.device("cpu")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -31,7 +31,7 @@ TEXTS = ["i am so happy today", "why", "the cat sat on a mat and was not good", 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
-    return {"audio": tiny_wav2vec2(root / "w2v"), "text": tiny_bert(root / "bert", WORDS)}
+    return {"audio": tiny_wav2vec2(root / "w2v"), "text": build_bert(root / "bert", WORDS)}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,25 @@ import torch
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
+SAMPLING_RATE = 16000
+
+
+def tiny_wav2vec2(folder: Path, norm: str = "layer", seed: int = 0) -> Path:
+    """A 2-layer, 32-wide Wav2Vec2 with a 3-layer conv front end (80x downsampling). ``layer``:
+    layer-norm front end with an attention mask (batchable); ``group``: group norm, no mask."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    layer_norm = norm == "layer"
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
+                            num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+                            feat_extract_norm=norm, do_stable_layer_norm=layer_norm)
+    Wav2Vec2Model(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=SAMPLING_RATE, do_normalize=True,
+                             return_attention_mask=layer_norm).save_pretrained(folder)
+    return folder
+
 
 def build_bert(folder: Path, words: Sequence[str] = (), layers: int = 2, seed: int = 0,
                punctuation: Sequence[str] = (".", ",", "!", "?")) -> Path:
