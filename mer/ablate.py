@@ -18,8 +18,11 @@ duplicate the rows of that other model and blur what the grid compares.
 Nothing is extracted: every needed cache is verified first, and the command refuses with
 the extract command for any that is missing. Each cell+seed trains in its own run folder
 ``<out>/cells/<cell>/seed<k>/`` (the normal run outputs) and then writes ``result.json``
-atomically (temporary file + rename): a re-run skips every cell+seed that has it, so an
-interrupted ablation resumes where it stopped. Cells run sequentially in-process, or in
+atomically (temporary file + rename), with what the result depends on: the fully resolved config,
+the cache key of each modality and the manifest fingerprint. A re-run skips every cell+seed whose
+result has the same; one whose settings changed (``--set train.epochs=2`` on a re-run into the same
+folder) runs again, and the log names what changed. So an interrupted ablation resumes where it
+stopped, and never returns results of other settings. Cells run sequentially in-process, or in
 parallel on Dask workers (``--workers N`` starts a LocalCluster, ``--scheduler ADDR`` joins
 a running one); in both cases each process reads each modality's cache once and reuses it
 across the cells it trains.
@@ -45,6 +48,8 @@ from tqdm.auto import tqdm
 from mer.config import load_config
 from mer.experiment import experiment_modalities, manifest_for, modality_sources, train_job, trained_modalities
 from mer.pipeline.config_schema import ConfigError, load_yaml
+from mer.pipeline.layout import plain_json
+from mer.pipeline.manifest import Manifest
 from mer.train import registry
 from mer.train.data import verify_caches
 from mer.train.metrics import headline
@@ -177,6 +182,7 @@ def run_cell(config_path: str, base_overrides: list[str], cell: Cell, seed: int,
     data = load_job_data(job, resolve_device(config.train.device), reuse=True)
     result = train_one(job, data, Path(run_dir), seed, progress=progress, log=lambda line: None)
     record = {"cell": cell.name, "overrides": [list(o) for o in cell.overrides], "seed": seed,
+              "identity": cell_identity(config, job.manifest, base_overrides),
               "run_dir": str(run_dir), "metrics": {s: headline(result.metrics[s], data.multilabel)
                                                    for s in ("train", "val", "test") if s in result.metrics},
               "run": result.metrics["run"]}
@@ -187,15 +193,46 @@ def run_cell(config_path: str, base_overrides: list[str], cell: Cell, seed: int,
     return record
 
 
-def finished(run_dir: Path, cell: Cell, seed: int) -> dict | None:
-    """The stored result of a cell+seed, if it completed (and is the same cell)."""
+def cell_identity(config, manifest: Manifest, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """What a cell's result depends on: the fully resolved config (where outputs go aside), the
+    cache key of each modality it reads, and the manifest's fingerprint."""
+    record = config.to_dict()
+    record.pop("output", None)
+    sources = modality_sources(config, trained_modalities(config), overrides)
+    return plain_json({"config": record, "cache_keys": {m: s.key for m, s in sources.items()},
+                       "manifest": manifest.fingerprint})
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def identity_changes(old: dict | None, new: dict) -> list[str]:
+    """``key: old -> new`` for every setting that differs (all of them when none was recorded)."""
+    if not old:
+        return ["its result records no settings (written by an older mer)"]
+    # config keys as the user writes them (train.epochs), the rest under their own names
+    a, b = ({**_flat(d.get("config", {})), **_flat({k: v for k, v in d.items() if k != "config"})} for d in (old, new))
+    return [f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+
+
+def finished(run_dir: Path, cell: Cell, seed: int, identity: dict) -> tuple[dict | None, list[str]]:
+    """(the stored result of a cell+seed, what changed since): a result counts only when it is the
+    same cell with the same resolved settings, caches and manifest; else the changes are named."""
     path = run_dir / RESULT
     if not path.is_file():
-        return None
+        return None, []
     record = json.loads(path.read_text(encoding="utf-8"))
     if record.get("overrides") != [list(o) for o in cell.overrides] or record.get("seed") != seed:
-        return None
-    return record
+        return None, ["another cell ran in this folder"]
+    changes = identity_changes(record.get("identity"), identity)
+    return (None, changes) if changes else (record, [])
 
 
 def ablate(config_path: str, grid_path: str, overrides: list[str] | tuple[str, ...] = (), out: str | None = None,
@@ -228,14 +265,21 @@ def ablate(config_path: str, grid_path: str, overrides: list[str] | tuple[str, .
 
     done = {}
     todo = []
+    rerun = 0
     for cell, seed, run_dir in tasks:
-        record = finished(run_dir, cell, seed)
+        identity = cell_identity(cell_config(config_path, overrides, cell, seed), manifest, overrides)
+        record, changes = finished(run_dir, cell, seed, identity)
         if record is not None:
             done[(cell.name, seed)] = record
-        else:
-            todo.append((cell, seed, run_dir))
+            continue
+        if changes:
+            rerun += 1
+            shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+            log(f"{cell.name} seed {seed}: settings changed since it ran ({shown}); running it again")
+        todo.append((cell, seed, run_dir))
     log(f"ablation {out_dir}: {len(grid.cells())} cells × {len(grid.seeds)} seeds; "
-        f"{len(done)} finished before, {len(todo)} to run, {len(rows)} skipped (invalid)")
+        f"{len(done)} finished before, {len(todo)} to run ({rerun} of them again: changed settings), "
+        f"{len(rows)} skipped (invalid)")
 
     if scheduler or workers > 0:
         todo = longest_first(todo, described)

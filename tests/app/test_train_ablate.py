@@ -88,6 +88,28 @@ def test_grid_runs_skips_invalid_cells_and_resumes(corpus, tmp_path, monkeypatch
     assert len(again) == 8 and (again["status"] == "done").sum() == 6
 
 
+def test_a_rerun_with_other_settings_trains_again_and_names_what_changed(corpus, tmp_path):
+    """Issue: `mer ablate ... --set train.epochs=25`, then the same with `--set train.epochs=2 --set
+    train.lr=0.5` into the same folder said "N finished before, 0 to run" and returned the old table."""
+    grid = write_grid(tmp_path / "grid.yaml", {"model": ["concat"], "seeds": [0]})
+    out = tmp_path / "out"
+    _, first = ablate_module.ablate(str(corpus), str(grid), ["train.epochs=6"], out=str(out), progress=False,
+                                    log=lambda s: None)
+    lines: list[str] = []
+    _, same = ablate_module.ablate(str(corpus), str(grid), ["train.epochs=6"], out=str(out), progress=False,
+                                   log=lines.append)
+    assert "1 finished before, 0 to run" in lines[-1]
+    assert same["test_macro_f1"].tolist() == first["test_macro_f1"].tolist()
+    lines.clear()
+    _, changed = ablate_module.ablate(str(corpus), str(grid), ["train.epochs=2", "train.lr=0.5"], out=str(out),
+                                      progress=False, log=lines.append)
+    said = "\n".join(lines)
+    assert "0 finished before, 1 to run (1 of them again: changed settings)" in said
+    assert "train.epochs: 6 -> 2" in said and "train.lr: 0.01 -> 0.5" in said
+    record = json.loads((Path(changed["run_dir"].iloc[0]) / "result.json").read_text())
+    assert record["identity"]["config"]["train"]["epochs"] == 2 and record["run"]["epochs_run"] <= 2
+
+
 def test_subsets_axis_and_validation(corpus, tmp_path):
     assert all_subsets(["a", "b", "c"]) == [["a"], ["b"], ["c"], ["a", "b"], ["a", "c"], ["b", "c"], ["a", "b", "c"]]
     config = load_config(corpus)

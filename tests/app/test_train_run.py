@@ -172,3 +172,45 @@ def test_quiet_train_still_shows_signs_of_life(corpus, tmp_path):
     assert res.exit_code == 0, res.output
     assert "epoch 10/20: loss " in res.output and "epoch 20/20: loss " in res.output
     assert "epoch 5/20" not in res.output
+
+
+def test_a_kill_while_writing_the_run_never_leaves_a_truncated_model_pt(corpus, tmp_path, monkeypatch):
+    """model.pt is written first and atomically: killed during its write, the run has no model.pt
+    (mer evaluate says so, no crash); killed right after it, mer evaluate works."""
+    import torch
+
+    from mer.train import outputs, run
+    from mer.train.errors import DataError
+
+    path, _ = corpus
+    config = load_config(path, ["train.model=concat", "train.epochs=3"])
+
+    class Killed(Exception):
+        pass
+
+    def torch_save_dies_halfway(obj, file):
+        with open(file, "wb") as f:
+            f.write(b"PK\x03\x04 half a checkpoint")
+        raise Killed()
+
+    monkeypatch.setattr(outputs.torch, "save", torch_save_dies_halfway)
+    with pytest.raises(Killed):
+        train_experiment(config, tmp_path / "during", **QUIET)
+    monkeypatch.undo()
+    assert not (tmp_path / "during" / "model.pt").exists() and not (tmp_path / "during" / "metrics.json").exists()
+    with pytest.raises(DataError, match="no model.pt"):
+        evaluate_run(tmp_path / "during")
+
+    real_write_json = run.write_json
+
+    def dies_at_metrics(obj, file):
+        if file.name == "metrics.json":
+            raise Killed()
+        real_write_json(obj, file)
+
+    monkeypatch.setattr(run, "write_json", dies_at_metrics)
+    with pytest.raises(Killed):
+        train_experiment(config, tmp_path / "after", **QUIET)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "after" / "model.pt", weights_only=True)["model"] == "concat"
+    assert evaluate_run(tmp_path / "after")["n"] > 0
