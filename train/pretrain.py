@@ -354,13 +354,13 @@ def fit_probe(model: MPUC, data: TrainData, train, seed: int, device: torch.devi
                             balanced=train.class_weights == "inverse", seed=seed)
 
 
-def fit(model: MPUC, data: TrainData, train, seed: int, device: torch.device | None = None,
+def fit_mpuc(model: MPUC, data: TrainData, train, seed: int, device: torch.device | None = None,
         progress: bool = True, log: Callable[[str], None] | None = None) -> FitResult:
     """The ``mpuc`` registry entry's fit: pre-train the encoders, then fit the probe."""
     say = log or (lambda line: None)
     check_select_metric(train.select_metric, data.multilabel)
     if not isinstance(model, MPUC):
-        raise TypeError(f"mer.train.pretrain.fit trains MPUC models, got {type(model).__name__}")
+        raise TypeError(f"mer.train.pretrain.fit_mpuc trains MPUC models, got {type(model).__name__}")
     for m, d in data.modalities.items():
         if "mean" in d.stats and "std" in d.stats and d.stats["mean"].size == model.branches[m].dim_in:
             model.branches[m].set_input_stats(torch.as_tensor(d.stats["mean"]), torch.as_tensor(d.stats["std"]))

@@ -36,7 +36,7 @@ MODELS: dict[str, ModelEntry] = {
     "concat": ModelEntry("mer.train.models.concat:Concat"),
     "late": ModelEntry("mer.train.models.late:Late"),
     # MPUC-MER: contrastive pre-training of per-modality encoders over sequences, then a probe
-    "mpuc": ModelEntry("mer.train.models.mpuc:MPUC", fit="mer.train.pretrain:fit", sequences=True),
+    "mpuc": ModelEntry("mer.train.models.mpuc:MPUC", fit="mer.train.pretrain:fit_mpuc", sequences=True),
 }
 
 

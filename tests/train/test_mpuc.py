@@ -336,7 +336,7 @@ def test_pretraining_lowers_the_contrastive_loss_and_the_probe_beats_chance():
     assert model.kinds == {"seq": "transformer", "vec": "mlp"}
     rows = P.pretrain_rows(data, "train", labeled_only=False)
     before = P.validation_loss(model, data, rows, train.mpuc, seed=0)
-    result = P.fit(model, data, train, seed=0, progress=False)
+    result = P.fit_mpuc(model, data, train, seed=0, progress=False)
     after = P.validation_loss(model, data, rows, train.mpuc, seed=0)
     assert after < 0.75 * before, (before, after)
     assert result.history[-1]["loss"] < result.history[0]["loss"]

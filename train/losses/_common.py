@@ -114,3 +114,30 @@ def views(z: Mapping[str, Tensor], what: str) -> dict[str, Tensor]:
             raise ValueError(f"{what}: {m!r} has shape {tuple(t.shape)}, expected (B, V, D) with V in {{1, 2}}")
         out[m] = t
     return out
+
+
+def reduce_over_anchors(per: Mapping[str, tuple[Tensor, Tensor]], labels: Tensor, pres: Mapping[str, Tensor],
+                        anchors: str, anchor_state, inputs: Sequence[Tensor], what: str) -> Tensor:
+    """IAMC's and IEMC's last step: from the per-anchor losses of each representation
+    (``per[r] = (L_r(i) for every i, which i are anchors)``) to one number.
+
+    ``"all"``: the mean over each representation's anchors, then over the representations that
+    have one. ``"single"``: the original rule, one anchor per batch picked by ``anchor_state``
+    (an :class:`~mer.train.losses.anchors.AnchorCycler`) among the samples present everywhere,
+    its loss averaged over the representations. No anchor at all: a zero still connected to
+    the graph of ``inputs`` (the original looped forever there).
+    """
+    if anchors == "all":
+        terms, has = [], []
+        for loss, is_anchor in per.values():
+            w = is_anchor.to(loss.dtype)
+            terms.append((loss * w).sum() / w.sum().clamp(min=1.0))
+            has.append(is_anchor.any())
+        return weighted_mean(terms, has)
+    if anchor_state is None:
+        raise ValueError(f"{what}: anchors='single' needs anchor_state=AnchorCycler(...)")
+    everywhere = torch.stack(list(pres.values())).all(dim=0)
+    i = anchor_state.pick(labels, everywhere)
+    if i is None:
+        return graph_zero(inputs)
+    return torch.stack([loss[i] for loss, _ in per.values()]).mean()

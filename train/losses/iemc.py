@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import batch_size, check_labels, graph_zero, presence, weighted_mean
+from ._common import batch_size, check_labels, presence, reduce_over_anchors
 from .anchors import AnchorCycler
 
 
@@ -98,17 +98,4 @@ def iemc_loss(
     pres = presence(mask, list(shared), b, device, "iemc_loss")
     per = iemc_per_anchor(shared, labels, pres)
 
-    if anchors == "all":
-        terms, has = [], []
-        for loss, is_anchor in per.values():
-            w = is_anchor.to(loss.dtype)
-            terms.append((loss * w).sum() / w.sum().clamp(min=1.0))
-            has.append(is_anchor.any())
-        return weighted_mean(terms, has)  # no anchor anywhere: a graph-connected 0
-    if anchor_state is None:
-        raise ValueError("iemc_loss: anchors='single' needs anchor_state=AnchorCycler(...)")
-    everywhere = torch.stack(list(pres.values())).all(dim=0)
-    i = anchor_state.pick(labels, everywhere)
-    if i is None:  # no class with 2 samples: the original looped forever here
-        return graph_zero(shared.values())
-    return torch.stack([loss[i] for loss, _ in per.values()]).mean()
+    return reduce_over_anchors(per, labels, pres, anchors, anchor_state, list(shared.values()), "iemc_loss")
