@@ -30,6 +30,9 @@ class LmrConfig:
     layers: int = 3
     heads: int = 4
     ffn: int = 1024
+    #: a LayerNorm after the Attn block's Transformer layers, as the original code has; methods.md
+    #: (the paper's description) has none, so mer's default follows the spec
+    attn_final_norm: bool = False
 
 
 #: encoders MPUC-MER can train per modality (mpuc.encoders values)

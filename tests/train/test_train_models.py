@@ -288,3 +288,21 @@ def test_pointwise_conv_equals_the_k1_convolution(c_in, c_out):
     g_fast = torch.autograd.grad(fast(x).square().sum(), [x, fast.weight])
     g_conv = torch.autograd.grad(conv(x).square().sum(), [x, conv.weight])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_fast, g_conv))
+
+
+def test_lmr_attn_final_norm_is_the_originals_layer_norm_after_the_encoder():
+    from mer.train.models.lmr import AttnBlock
+
+    torch.manual_seed(0)
+    plain, normed = AttnBlock(16, tokens=4, layers=1, heads=2, ffn=32), AttnBlock(16, tokens=4, layers=1, heads=2,
+                                                                                  ffn=32, final_norm=True)
+    assert plain.encoder.norm is None and isinstance(normed.encoder.norm, torch.nn.LayerNorm)
+    # after post-norm layers the extra norm matters through its learned affine part
+    weight, bias = torch.full((16,), 2.0), torch.full((16,), 0.5)
+    normed.load_state_dict({**plain.state_dict(), "encoder.norm.weight": weight, "encoder.norm.bias": bias})
+    plain.eval(), normed.eval()
+    x = torch.randn(5, 16)
+    tokens = plain.encoder(plain.expand(x.unsqueeze(1)))
+    expected = torch.sigmoid(plain.out(torch.nn.functional.layer_norm(tokens, (16,), weight, bias).flatten(1)))
+    torch.testing.assert_close(normed(x), expected)
+    assert not torch.allclose(plain(x), normed(x))

@@ -96,12 +96,14 @@ class AttnBlock(nn.Module):
     """The private/shared encoder of LMR-CL: 1 vector → T tokens → Transformer → 1 vector in (0, 1)."""
 
     def __init__(self, hidden: int, tokens: int = 32, layers: int = 3, heads: int = 4, ffn: int = 1024,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, final_norm: bool = False):
         super().__init__()
         self.expand = nn.Sequential(PointwiseConv1d(1, tokens), nn.GELU(), PointwiseConv1d(tokens, tokens), nn.GELU())
         layer = nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=ffn, dropout=dropout,
                                            batch_first=True, norm_first=False)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        # final_norm: the original code's LayerNorm after the encoder stack (methods.md has none)
+        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(hidden) if final_norm else None,
+                                             enable_nested_tensor=False)
         self.out = nn.Linear(tokens * hidden, hidden)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -138,7 +140,7 @@ class LMR(FusionHead):
                  branches: dict[str, str] | None = None, tokens: int = 32, layers: int = 3, heads: int = 4,
                  ffn: int = 1024, dropout: float = 0.1, lambda_diff: float = 0.1, lambda_cmd: float = 0.1,
                  lambda_iamc: float = 0.1, lambda_iemc: float = 0.1, lambda_aux: float = 1.0,
-                 anchors: str = "all"):
+                 anchors: str = "all", attn_final_norm: bool = False):
         super().__init__()
         specs = [InputSpec(**s) for s in inputs]
         self.modalities = [s.name for s in specs]
@@ -165,8 +167,8 @@ class LMR(FusionHead):
             self.branches[s.name] = mlp(sizes) if len(sizes) > 1 else nn.Identity()
             self.aux[s.name] = nn.Linear(sizes[-1], num_classes)
             self.projections[s.name] = nn.Sequential(nn.Linear(sizes[-1], hidden), nn.ReLU(), nn.LayerNorm(hidden))
-            self.private[s.name] = AttnBlock(hidden, tokens, layers, heads, ffn, dropout)
-        self.shared = AttnBlock(hidden, tokens, layers, heads, ffn, dropout)
+            self.private[s.name] = AttnBlock(hidden, tokens, layers, heads, ffn, dropout, attn_final_norm)
+        self.shared = AttnBlock(hidden, tokens, layers, heads, ffn, dropout, attn_final_norm)
         self.fusion = GatedFusion(self.modalities, hidden)
         m = len(specs)
         self.classifier = nn.Sequential(nn.Linear(2 * m * hidden, m * hidden), nn.ReLU(), nn.Linear(m * hidden, num_classes))
@@ -187,7 +189,7 @@ class LMR(FusionHead):
             "layer": str(train.layer), "branches": dict(c.branch), "tokens": c.tokens, "layers": c.layers,
             "heads": c.heads, "ffn": c.ffn, "dropout": c.dropout, "lambda_diff": c.lambda_diff,
             "lambda_cmd": c.lambda_cmd, "lambda_iamc": c.lambda_iamc, "lambda_iemc": c.lambda_iemc,
-            "lambda_aux": c.lambda_aux, "anchors": c.anchors,
+            "lambda_aux": c.lambda_aux, "anchors": c.anchors, "attn_final_norm": c.attn_final_norm,
         }
 
     def prepare_training(self, num_groups: int, generator: torch.Generator) -> None:
