@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 AutocastMode = Literal["none", "bf16", "fp16"]
 
@@ -74,7 +77,7 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
-def to_numpy(tensor: torch.Tensor) -> "numpy.ndarray":  # noqa: F821
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """float32 numpy on the host, whatever dtype autocast produced."""
     return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
 

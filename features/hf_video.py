@@ -19,55 +19,35 @@ share model calls of at most ``max_batch_clips``; batched output equals one-at-a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from mer.features.base import Encoder, OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.hf_common import LayerSpec, hidden_stack, resolve_layers, validate_layers
-from mer.features.hf_visual import FaceCrop, VisualModel, check_positive, pool_tokens, sample_frames, window_fps
+from mer.features.hf_common import hidden_stack, resolve_layers
+from mer.features.hf_visual import (VisualModel, VisualOptions, check_positive, pool_tokens, sample_frames,
+                                    window_fps)
 from mer.features.video_io import video_info
 
 
 @dataclass
-class Options:
+class Options(VisualOptions):
     encoder: str = "hf-video"
-    #: hub name, local folder, or pkg:<python package>/<subdir> (required)
-    model: str = field(kw_only=True)
-    revision: str = ""
-    #: last | all | list of hidden-state indices
-    layers: LayerSpec = "last"
     #: frames per second sampled from the video (clips are the model's num_frames long)
     fps: float = 8.0
     #: at most this many clips per video (the rate is lowered to spread them over the window); 0 = no cap
     max_clips: int = 16
-    #: encode the face crop instead of the whole frame
-    face_crop: bool = False
-    #: face crop: grow the face box by this fraction of its side on every side
-    face_margin: float = 0.25
-    #: also store the last layer's per-clip embeddings (ragged (C, D)) and clip start times
-    store_frames: bool = False
-    #: manifest column with the video path (start/end columns give the window)
-    column: str = "video"
-    autocast: Literal["none", "bf16", "fp16"] = "none"
     #: speed only: videos per batch (0 = device default: 1 on CPU, 8 on CUDA) and clips per model call
     max_batch: int = 0
     max_batch_clips: int = 8
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
+        super().__post_init__()
         check_positive("fps", self.fps)
         if self.max_clips < 0 or self.max_batch < 0 or self.max_batch_clips < 1:
             raise ValueError("max_clips and max_batch must be >= 0, max_batch_clips >= 1")
-        if self.face_margin < 0:
-            raise ValueError(f"face_margin must be >= 0, got {self.face_margin}")
-        validate_layers(self.layers)
-
-    def face(self) -> FaceCrop | None:
-        return FaceCrop(margin=self.face_margin) if self.face_crop else None
 
 
 @dataclass

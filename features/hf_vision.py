@@ -14,57 +14,37 @@ equals one-at-a-time (tested). On CPU one clip per batch by default, 16 clips on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from mer.features.base import Encoder, OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.hf_common import LayerSpec, hidden_stack, resolve_layers, validate_layers
-from mer.features.hf_visual import FaceCrop, VisualModel, check_positive, pool_tokens, sample_frames, window_fps
+from mer.features.hf_common import hidden_stack, resolve_layers
+from mer.features.hf_visual import (VisualModel, VisualOptions, check_positive, pool_tokens, sample_frames,
+                                    window_fps)
 from mer.features.video_io import video_info
 
 
 @dataclass
-class Options:
+class Options(VisualOptions):
     encoder: str = "hf-vision"
-    #: hub name, local folder, or pkg:<python package>/<subdir> (required)
-    model: str = field(kw_only=True)
-    revision: str = ""
-    #: last | all | list of hidden-state indices
-    layers: LayerSpec = "last"
     #: frames per second sampled from the video
     fps: float = 2.0
     #: at most this many frames per clip (the rate is lowered to spread them over the window); 0 = no cap
     max_frames: int = 64
     #: cls: token 0 of each frame; mean: the mean over all tokens
     token: Literal["cls", "mean"] = "cls"
-    #: encode the face crop instead of the whole frame
-    face_crop: bool = False
-    #: face crop: grow the face box by this fraction of its side on every side
-    face_margin: float = 0.25
-    #: also store the last layer's per-frame embeddings (ragged (T, D)) and the frame times
-    store_frames: bool = False
-    #: manifest column with the video path (start/end columns give the window)
-    column: str = "video"
-    autocast: Literal["none", "bf16", "fp16"] = "none"
     #: speed only: clips per batch (0 = device default: 1 on CPU, 16 on CUDA) and images per model call
     max_batch: int = 0
     max_batch_frames: int = 64
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("model must name a hub model, a local folder or pkg:<package>/<subdir>")
+        super().__post_init__()
         check_positive("fps", self.fps)
         if self.max_frames < 0 or self.max_batch < 0 or self.max_batch_frames < 1:
             raise ValueError("max_frames and max_batch must be >= 0, max_batch_frames >= 1")
-        if self.face_margin < 0:
-            raise ValueError(f"face_margin must be >= 0, got {self.face_margin}")
-        validate_layers(self.layers)
-
-    def face(self) -> FaceCrop | None:
-        return FaceCrop(margin=self.face_margin) if self.face_crop else None
 
 
 @dataclass

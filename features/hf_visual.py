@@ -26,7 +26,7 @@ import numpy as np
 
 from mer.features.audio_io import row_window
 from mer.features.base import SampleError
-from mer.features.hf_common import load_pretrained, model_identity, resolve_model
+from mer.features.hf_common import ModelOptions, load_pretrained, model_identity, resolve_model
 from mer.features.video_io import iter_frames, video_info
 
 
@@ -37,6 +37,29 @@ class FaceCrop:
     #: detector settings (see mer.features.face_track.TrackerSettings)
     detect_max_side: int = 640
     upsample: int = 0
+
+
+@dataclass
+class VisualOptions(ModelOptions):
+    """What ``hf-vision`` and ``hf-video`` share after :class:`ModelOptions`: the video column,
+    the optional face crop and the stored per-frame (per-clip) sequence."""
+
+    #: manifest column with the video path (start/end columns give the window)
+    column: str = "video"
+    #: encode the face crop instead of the whole frame
+    face_crop: bool = False
+    #: face crop: grow the face box by this fraction of its side on every side
+    face_margin: float = 0.25
+    #: also store the last layer's per-frame (hf-vision) / per-clip (hf-video) embeddings and their times
+    store_frames: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.face_margin < 0:
+            raise ValueError(f"face_margin must be >= 0, got {self.face_margin}")
+
+    def face(self) -> FaceCrop | None:
+        return FaceCrop(margin=self.face_margin) if self.face_crop else None
 
 
 def window_fps(row: dict, column: str, fps: float, max_frames: int) -> float:
