@@ -17,14 +17,13 @@ the window begins. Short clips (MELD's utterances) are decoded whole.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import soxr
 
 from mer.features.base import SampleError
-from mer.features.file_check import unreadable_reason
+from mer.features.av_container import is_set, open_stream, stated_duration
 
 RESAMPLE_QUALITY = "HQ"
 END_TOLERANCE_S = 0.05
@@ -34,20 +33,6 @@ PREROLL_S = 0.5
 EXTENSIONS = (".mp4", ".m4a", ".mkv", ".webm", ".mov", ".avi", ".aac", ".flv")
 
 _INT_SCALE = {"s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
-
-
-def _import_av():
-    try:
-        import av
-    except ImportError:
-        raise ImportError(
-            "decoding audio from video containers (.mp4, ...) needs PyAV: pip install 'mer[video]' (or pip install av)"
-        ) from None
-    return av
-
-
-def _is_set(value: float | None) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _to_float(frame) -> np.ndarray:
@@ -69,43 +54,27 @@ def _to_float(frame) -> np.ndarray:
     return out
 
 
-def _open(path: Path):
-    av = _import_av()
-    reason = unreadable_reason(path, "media file")
-    if reason:
-        raise SampleError("read", f"{path}: {reason}")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise SampleError("decode", f"{path}: cannot open media file: {exc}") from None
-    if not container.streams.audio:
-        container.close()
-        raise SampleError("decode", f"{path}: no audio stream (streams: {[s.type for s in container.streams]})")
-    return av, container, container.streams.audio[0]
-
-
 def av_duration(path: str | Path) -> float:
     """Seconds of audio from the container's metadata (no decoding; for ``cost()``)."""
     path = Path(path)
-    _, container, stream = _open(path)
+    _, container, stream = open_stream(path, "audio")
     try:
-        if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        if container.duration is not None:
-            return container.duration / 1_000_000.0
+        seconds = stated_duration(container, stream)
     finally:
         container.close()
-    raise SampleError("read", f"{path}: the container does not state its duration")
+    if seconds is None:
+        raise SampleError("read", f"{path}: the container does not state its duration")
+    return seconds
 
 
 def decode_av(path: str | Path, target_sr: int, start: float | None = None, end: float | None = None) -> np.ndarray:
     """Mono float32 samples of ``[start, end)`` seconds of the first audio stream at ``target_sr``."""
     path = Path(path)
-    start = float(start) if _is_set(start) else None
-    end = float(end) if _is_set(end) else None
+    start = float(start) if is_set(start) else None
+    end = float(end) if is_set(end) else None
     if start is not None and start < 0:
         raise SampleError("read", f"{path}: window start {start:.3f} s is negative")
-    av, container, stream = _open(path)
+    av, container, stream = open_stream(path, "audio")
     chunks: list[np.ndarray] = []
     try:
         tb = stream.time_base

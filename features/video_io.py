@@ -24,14 +24,13 @@ outside the video; ``decode``: unreadable container, no video stream, corrupt fr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from mer.features.av_audio import _import_av
+from mer.features.av_container import is_set, open_stream, stated_duration
 from mer.features.base import SampleError
 
 #: video container extensions the adapters recognise
@@ -62,37 +61,14 @@ class Frame:
     rgb: np.ndarray
 
 
-def _is_set(value: float | None) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def _open(path: Path):
-    av = _import_av()
-    if not path.is_file():
-        raise SampleError("read", f"{path}: video file not found")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise SampleError("decode", f"{path}: cannot open video file: {exc}") from None
-    if not container.streams.video:
-        container.close()
-        raise SampleError("decode", f"{path}: no video stream (streams: {[s.type for s in container.streams]})")
-    return av, container, container.streams.video[0]
-
-
 def video_info(path: str | Path) -> VideoInfo:
     """Size, average fps and duration from the container's metadata (for ``cost()``)."""
     path = Path(str(path))
-    _, container, stream = _open(path)
+    _, container, stream = open_stream(path, "video")
     try:
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000.0
-        else:
-            duration = 0.0
+        duration = stated_duration(container, stream) or 0.0
         return VideoInfo(int(stream.codec_context.width), int(stream.codec_context.height), fps, duration)
     finally:
         container.close()
@@ -115,15 +91,15 @@ def iter_frames(path: str | Path, fps: float | None = None, start: float | None 
     module docstring; a window with no frame at all is an error too.
     """
     path = Path(str(path))
-    start = float(start) if _is_set(start) else None
-    end = float(end) if _is_set(end) else None
+    start = float(start) if is_set(start) else None
+    end = float(end) if is_set(end) else None
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be > 0 or None, got {fps}")
     if start is not None and start < 0:
         raise SampleError("read", f"{path}: window start {start:.3f} s is negative")
     if start is not None and end is not None and end <= start:
         raise SampleError("read", f"{path}: empty window [{start}, {end}) s")
-    av, container, stream = _open(path)
+    av, container, stream = open_stream(path, "video")
     try:
         yield from _frames(av, container, stream, path, fps, start, end, max_side)
     finally:
