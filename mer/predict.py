@@ -363,9 +363,11 @@ def _extract(run: Run, config: PipelineConfig, device: str | None, progress: boo
     try:
         return extract(config, list(run.modalities), device=device, wait=True, progress=progress)
     except OSError as exc:  # transformers' "cannot find / connect" family; the cache's own errors are not OSError
-        culprit = next((m for m in run.modalities if getattr(config.features[m], "model", "")), None)
-        if culprit is None:
+        named = [m for m in run.modalities if getattr(config.features[m], "model", "")]
+        if not named:
             raise
+        # the modality whose model the message names, else the first that has a model
+        culprit = next((m for m in named if str(config.features[m].model) in str(exc)), named[0])
         raise EncoderUnavailable(unavailable_message(run, culprit, config, f"it cannot be loaded: {exc}")) from exc
 
 

@@ -108,7 +108,7 @@ def manifest_samples(path: Path, columns: RunColumns) -> list[Sample]:
     df = manifest.df
     wanted = [c for c in columns.read if c in df.columns]
     samples = []
-    for i, record in enumerate(df.to_dict("records")):
+    for record in df.to_dict("records"):
         row = {c: record[c] for c in wanted}
         samples.append(Sample(str(record["id"]), f"{path}:{record['id']}", row))
     return samples

@@ -248,3 +248,23 @@ def test_an_encoder_that_cannot_be_loaded_is_named(demo, tmp_path):
         shutil.copytree(moved, root / "bert")
     back = CliRunner().invoke(cli, ["predict", str(run_dir), "--text", "hello"])
     assert back.exit_code == 0, back.output
+
+
+def test_sequence_mpuc_run(tmp_path):
+    """mpuc over frame sequences: files and predict_features (lists of (T, D) arrays) agree with predictions.csv."""
+    path, table = make_corpus(tmp_path / "c", n=60, dims={"text": 6, "seq": 4}, missing={"seq": [3]})
+    extract_all(path, overrides=["features.seq.ragged=true"])
+    run_dir = train(path, tmp_path / "run", "features.seq.ragged=true", "train.model=mpuc", "train.mpuc.dim=16",
+                    "train.mpuc.pretrain_epochs=2", "train.mpuc.select=none", "train.mpuc.crop_seconds=0.1",
+                    "train.mpuc.frame_rates={seq: 10}", "train.mpuc.transformer_dim=8",
+                    "train.mpuc.transformer_layers=1")
+    run = load_run(run_dir)
+    assert run.sequences and run.checkpoint["init_kwargs"]["encoders"]["seq"] == "transformer"
+    got = run.predict(tmp_path / "c" / "corpus.csv")
+    want = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
+    np.testing.assert_allclose(probs_of(got).loc[want["id"]].to_numpy(), probs_of(want).to_numpy(), atol=1e-6)
+    frames = [None if v == "" else np.array([float(x) for x in v.split(";")]).reshape(-1, 4) for v in table["feat_seq"]]
+    text = np.stack([np.array([float(x) for x in v.split(";")]) for v in table["feat_text"]])
+    direct = run.predict_features({"text": text, "seq": frames}, ids=list(table["id"]))
+    np.testing.assert_allclose(probs_of(direct).loc[want["id"]].to_numpy(), probs_of(want).to_numpy(), atol=1e-5)
+    assert direct.set_index("id").loc["u0003", "modalities"] == "text"
