@@ -7,7 +7,7 @@ VENV        ?= .venv
 PYTHON      ?= python3
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS      ?= opensmile,video,face,demo,test
+EXTRAS      ?= opensmile,video,face,demo,onnx,test
 PY  := $(VENV)/bin/python
 MER := $(VENV)/bin/mer
 

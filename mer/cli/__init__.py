@@ -7,6 +7,8 @@
 ``mer import-csd``        :mod:`mer.cli.import_csd`
 ``mer train|evaluate|ablate`` :mod:`mer.cli.train`
 ``mer finetune``          :mod:`mer.cli.finetune`
+``mer predict``           :mod:`mer.cli.predict`
+``mer export``            :mod:`mer.cli.export`
 ``mer demo``              :mod:`mer.cli.demo`
 ``mer doctor``            :mod:`mer.cli.doctor`
 ========================  =============================================
@@ -22,7 +24,7 @@ import sys
 import click
 
 from mer import __version__
-from mer.cli import cache, demo, doctor, extract, finetune, import_csd, manifest, train
+from mer.cli import cache, demo, doctor, export, extract, finetune, import_csd, manifest, predict, train
 from mer.cli.errors import exit_code
 
 
@@ -48,7 +50,7 @@ def cli() -> None:
     """
 
 
-for _module in (manifest, demo, doctor, train, finetune, extract, cache, import_csd):
+for _module in (manifest, demo, doctor, train, predict, export, finetune, extract, cache, import_csd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
