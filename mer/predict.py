@@ -42,14 +42,13 @@ from mer.pipeline.cache import FAILURES_NAME
 from mer.pipeline.config import PipelineConfig
 from mer.pipeline.config_schema import ConfigError, apply_overrides, from_dict
 from mer.pipeline.extract import ExtractReport, extract
-from mer.pipeline.layout import CacheLayout
 from mer.pipeline.manifest import Manifest
 from mer.predict_inputs import ContentHasher, RunColumns, Sample, collect_samples
 from mer.train import registry
 from mer.train.criterion import Criterion
 from mer.train.data import DataError, Fitted, ModalitySource, apply_stats, load_train_data
 from mer.train.evaluate import build_model, load_checkpoint, run_train_config
-from mer.train.sequences import Padded, pad_rows
+from mer.train.sequences import pad_rows
 from mer.train.trainer import EVAL_CHUNK, predict_rows
 
 #: the corpus name of a prediction cache: ``<cache root>/predict/<modality>/<encoder key>/``
