@@ -207,9 +207,12 @@ def _e4_file(path: Path, values: list[str], header: str = f"{T0:.6f}", rate: str
     return str(path)
 
 
+#: the tiny BERT's vocabulary (besides single letters): the words of the matrix's transcripts
+TEXT_WORDS = "the a an is was i you he she it we they happy sad angry calm good bad day night".split()
+
+
 def _build_matrix(root: Path) -> dict:
-    from kit.models import tiny_wav2vec2
-    from test_encoders_text import build_bert
+    from kit.models import build_bert, tiny_wav2vec2
 
     wav = root / "wav"
     paths = {i: write_wav(wav / f"{i}.wav", seconds=0.3 + 0.05 * k, sr=SR, seed=k) for k, i in enumerate(GOOD)}
@@ -262,7 +265,7 @@ def _build_matrix(root: Path) -> dict:
     features = {
         "audio": {"encoder": "logmel", "sample_rate": SR, "n_mels": 16},
         "audio_hf": {"encoder": "hf-audio", "model": str(tiny_wav2vec2(root / "w2v", "layer")), "column": "audio_hf"},
-        "text": {"encoder": "hf-text", "model": str(build_bert(root / "bert")), "max_batch": 1},
+        "text": {"encoder": "hf-text", "model": str(build_bert(root / "bert", TEXT_WORDS)), "max_batch": 1},
         "bio": {"encoder": "e4", "signals": ["temp", "ibi"]},
     }
 
