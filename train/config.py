@@ -158,10 +158,13 @@ class TrainConfig:
     #: k = a hidden-state index among the cache's ``layers`` attribute (e.g. 8 of [4, 8, 12]),
     #: a negative k counts from the end (mer.train.data.resolve_layer)
     layer: str | int = "last"
-    epochs: int = 100
-    batch_size: int = 256
+    #: epochs, batch_size, lr and patience: chosen on VALIDATION for corpora of a few hundred to a
+    #: few thousand samples (README "Baselines"; bench/ravdess_cv.py --study defaults): at
+    #: lr 1e-4 with batch 256 a small corpus gets a couple of steps per epoch and stops under-trained
+    epochs: int = 300
+    batch_size: int = 32
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-4
+    lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: Literal["none", "cosine", "step"] = "none"
@@ -174,7 +177,7 @@ class TrainConfig:
     balanced_sampling: bool = False
     #: early stopping on this validation metric (never on test)
     select_metric: str = "macro_f1"
-    patience: int = 20
+    patience: int = 30
     hidden: int = 256
     dropout: float = 0.1
     #: probability of hiding each pooled modality of each training sample (ModDrop; see

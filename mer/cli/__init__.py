@@ -6,6 +6,7 @@
 ``mer cache ls|verify|gc`` :mod:`mer.cli.cache`
 ``mer import-csd``        :mod:`mer.cli.import_csd`
 ``mer train|evaluate|ablate`` :mod:`mer.cli.train`
+``mer compare``           :mod:`mer.cli.compare`
 ``mer finetune``          :mod:`mer.cli.finetune`
 ``mer demo``              :mod:`mer.cli.demo`
 ``mer doctor``            :mod:`mer.cli.doctor`
@@ -22,7 +23,7 @@ import sys
 import click
 
 from mer import __version__
-from mer.cli import cache, demo, doctor, extract, finetune, import_csd, manifest, train
+from mer.cli import cache, compare, demo, doctor, extract, finetune, import_csd, manifest, train
 from mer.cli.errors import exit_code
 
 
@@ -48,7 +49,7 @@ def cli() -> None:
     """
 
 
-for _module in (manifest, demo, doctor, train, finetune, extract, cache, import_csd):
+for _module in (manifest, demo, doctor, train, compare, finetune, extract, cache, import_csd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
