@@ -1,4 +1,5 @@
-"""``egemaps``: openSMILE eGeMAPSv02 functionals (88 values per clip), the standard affective set.
+"""``egemaps``: openSMILE functionals per clip: eGeMAPSv02 (88 values, the standard affective set) by
+default, or another openSMILE set (``feature_set``: GeMAPS, ComParE_2016, emobase).
 
 Needs the optional extra ``mer[opensmile]`` (the ``opensmile`` package, which bundles
 the openSMILE binary and runs offline). A ``Smile`` object keeps native state and is
@@ -28,8 +29,10 @@ from mer.features.batching import BatchPolicy
 @dataclass
 class Options:
     encoder: str = "egemaps"
-    #: openSMILE feature set (functionals level): eGeMAPSv02 = 88 values, GeMAPSv01b = 62
-    feature_set: Literal["eGeMAPSv02", "eGeMAPSv01b", "GeMAPSv01b"] = "eGeMAPSv02"
+    #: openSMILE feature set (functionals level): eGeMAPSv02 = 88 values, GeMAPSv01b = 62,
+    #: ComParE_2016 = 6,373 (the INTERSPEECH ComParE brute-force set: many more spectral and
+    #: MFCC functionals, which is what a linear model on acted speech profits from), emobase = 988
+    feature_set: Literal["eGeMAPSv02", "eGeMAPSv01b", "GeMAPSv01b", "ComParE_2016", "emobase"] = "eGeMAPSv02"
     #: audio is resampled to this rate before openSMILE
     sample_rate: int = 16000
     #: manifest column with the audio path (start/end columns give the window)

@@ -53,6 +53,7 @@ from mer.pipeline.manifest import Manifest
 from mer.train import registry
 from mer.train.data import verify_caches
 from mer.train.metrics import headline
+from mer.train.stats import t_interval
 
 RESULT = "result.json"
 
@@ -377,10 +378,18 @@ def _row(cell: Cell, seed: int, described: tuple[str, str], status: str, reason:
     return row
 
 
+def _interval_text(values: np.ndarray) -> str:
+    """``[low, high]`` of the t interval over seeds (mer.train.stats), ``n/a`` for one value."""
+    iv = t_interval(values)
+    return "n/a" if iv.n < 2 else f"[{iv.low:.4f}, {iv.high:.4f}]"
+
+
 def markdown(table: pd.DataFrame, metric: str, grid: Grid) -> str:
     """Per cell: mean ± std over seeds of val/test metrics, sorted by val ``metric``."""
     lines = [f"# Ablation ({len(grid.seeds)} seed(s): {grid.seeds})", "",
-             f"Sorted by validation {metric} (mean over seeds); mean ± std (population) over seeds.", ""]
+             f"Sorted by validation {metric} (mean over seeds); mean ± std (population) over seeds; "
+             f"95% CI: Student-t interval of the mean test {metric} over the seeds (n/a with one seed; "
+             "`mer compare CELL_A CELL_B` tests a difference between two cells).", ""]
     done = table[table["status"] == "done"] if "status" in table else table.iloc[0:0]
     metric_cols = [c for c in done.columns if c.startswith(("val_", "test_"))]
     if len(done):
@@ -395,6 +404,8 @@ def markdown(table: pd.DataFrame, metric: str, grid: Grid) -> str:
             for c in metric_cols:
                 vals = g[c].astype(float).to_numpy()
                 entry[c] = f"{np.mean(vals):.4f} ± {np.std(vals):.4f}"
+            if f"test_{metric}" in g:
+                entry[f"95% CI test_{metric}"] = _interval_text(g[f"test_{metric}"].astype(float).to_numpy())
             entry["_sort"] = float(g[f"val_{metric}"].astype(float).mean()) if f"val_{metric}" in g else float("nan")
             groups.append(entry)
         groups.sort(key=lambda e: -e["_sort"] if e["_sort"] == e["_sort"] else float("inf"))

@@ -119,10 +119,28 @@ class MpucConfig:
             raise ValueError(f"mpuc.probe_c must be a non-empty list of positive numbers, got {self.probe_c}")
 
 
+#: inverse regularisation strengths of the ``linear`` model: 13 log-spaced values, 1e-4 .. 1e2
+LINEAR_C = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]
+
+
+@dataclass
+class LinearConfig:
+    """The ``linear`` model (mer.train.linear): logistic regression, C chosen on validation."""
+
+    #: C values tried (each fitted on train, scored on val by ``train.select_metric``); the grid
+    #: spans 6 decades because the best C scales with the feature count: a few thousand
+    #: ComParE functionals want far stronger regularisation than 88 eGeMAPS values
+    c: list[float] = field(default_factory=lambda: list(LINEAR_C))
+
+    def __post_init__(self) -> None:
+        if not self.c or any(not c > 0 for c in self.c) or len(set(self.c)) != len(self.c):
+            raise ValueError(f"train.linear.c must be a non-empty list of distinct positive numbers, got {self.c}")
+
+
 @dataclass
 class TrainConfig:
-    #: lmr | mpuc | unimodal | concat | late
-    model: Literal["lmr", "mpuc", "unimodal", "concat", "late"] = "lmr"
+    #: lmr | mpuc | unimodal | concat | late | linear
+    model: Literal["lmr", "mpuc", "unimodal", "concat", "late", "linear"] = "lmr"
     #: modality names (keys of ``features``); empty = all of them
     modalities: list[str] = field(default_factory=list)
     #: target column: ``label`` or a multi-label encoding (``label`` with ``;``-joined classes)
@@ -143,10 +161,13 @@ class TrainConfig:
     #: k = a hidden-state index among the cache's ``layers`` attribute (e.g. 8 of [4, 8, 12]),
     #: a negative k counts from the end (mer.train.data.resolve_layer)
     layer: str | int = "last"
-    epochs: int = 100
-    batch_size: int = 256
+    #: epochs, batch_size, lr and patience: chosen on VALIDATION for corpora of a few hundred to a
+    #: few thousand samples (README "Baselines"; bench/ravdess_cv.py --study defaults): at
+    #: lr 1e-4 with batch 256 a small corpus gets a couple of steps per epoch and stops under-trained
+    epochs: int = 300
+    batch_size: int = 32
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-4
+    lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: Literal["none", "cosine", "step"] = "none"
@@ -159,7 +180,7 @@ class TrainConfig:
     balanced_sampling: bool = False
     #: early stopping on this validation metric (never on test)
     select_metric: str = "macro_f1"
-    patience: int = 20
+    patience: int = 30
     hidden: int = 256
     dropout: float = 0.1
     #: probability of hiding each pooled modality of each training sample (ModDrop; see
@@ -172,6 +193,7 @@ class TrainConfig:
     device: str = "auto"
     lmr: LmrConfig = field(default_factory=LmrConfig)
     mpuc: MpucConfig = field(default_factory=MpucConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.modality_dropout < 1.0:

@@ -109,7 +109,8 @@ def plot_curves(history: list[dict], metric: str, path: str | Path, best_epoch: 
         left.plot(epochs, [h[k] for h in history], label=k, linewidth=2 if k == "loss" else 1)
     left.set_xlabel("epoch")
     left.set_ylabel("training loss")
-    left.legend(fontsize=7)
+    if loss_keys:  # a model fitted in closed form (linear) has no loss curve
+        left.legend(fontsize=7)
     val_keys = [k for k in (history[0] if history else {}) if k.startswith("val_") and k != "val_n"]
     for k in val_keys:
         right.plot(epochs, [h[k] for h in history], label=k, linewidth=2 if k == f"val_{metric}" else 1)

@@ -66,15 +66,15 @@ def _score(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], multilabe
         return float(compute_metrics(y_true, y_pred, classes, multilabel, "val")[metric])
 
 
-def _check(f_train: np.ndarray, f_val: np.ndarray) -> None:
+def _check(f_train: np.ndarray, f_val: np.ndarray, who: str = "MPUC probe") -> None:
     if len(f_train) == 0:
-        raise ProbeError("MPUC probe: the training split has no labelled sample")
+        raise ProbeError(f"{who}: the training split has no labelled sample")
     if len(f_val) == 0:
-        raise ProbeError("MPUC probe: the validation split has no labelled sample to choose the probe on "
+        raise ProbeError(f"{who}: the validation split has no labelled sample to choose the probe on "
                          "(add 'val' rows, or let mer carve them: leave 'val' out of the manifest)")
     for name, f in (("training", f_train), ("validation", f_val)):
         if not np.isfinite(f).all():
-            raise ProbeError(f"MPUC probe: the frozen {name} features are not finite (NaN/inf); "
+            raise ProbeError(f"{who}: the {name} features are not finite (NaN/inf); "
                              "check that split's input features")
 
 
@@ -93,14 +93,18 @@ def _affine_single(lr: LogisticRegression, num_classes: int, dim: int) -> tuple[
 
 def fit_linear_probe(probe: LinearProbe, f_train: np.ndarray, y_train: np.ndarray, f_val: np.ndarray,
                      y_val: np.ndarray, classes: list[str], multilabel: bool, c_grid: list[float],
-                     select_metric: str, balanced: bool = True, seed: int = 0) -> ProbeResult:
-    """Fit one logistic regression per C on train, keep the best on val, copy it into ``probe``."""
-    _check(f_train, f_val)
+                     select_metric: str, balanced: bool = True, seed: int = 0,
+                     who: str = "MPUC probe") -> ProbeResult:
+    """Fit one logistic regression per C on train, keep the best on val, copy it into ``probe``.
+
+    ``who`` names the fitted thing in error messages (MPUC-MER's probe, the ``linear`` model).
+    """
+    _check(f_train, f_val, who)
     mean, std = standardisation(f_train)
     xt, xv = (f_train - mean) / std, (f_val - mean) / std
     num = len(classes)
     if not multilabel and len(np.unique(y_train)) < 2:
-        raise ProbeError(f"MPUC probe: the training split has a single class ({classes[int(y_train[0])]!r})")
+        raise ProbeError(f"{who}: the training split has a single class ({classes[int(y_train[0])]!r})")
     best, scores = None, {}
     for c in c_grid:
         w, b = _fit_affine(xt, y_train, num, multilabel, c, balanced, seed)

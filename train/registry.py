@@ -35,6 +35,8 @@ MODELS: dict[str, ModelEntry] = {
     "unimodal": ModelEntry("mer.train.models.unimodal:Unimodal"),
     "concat": ModelEntry("mer.train.models.concat:Concat"),
     "late": ModelEntry("mer.train.models.late:Late"),
+    # logistic regression on the pooled modalities, fitted by scikit-learn, C chosen on validation
+    "linear": ModelEntry("mer.train.models.linear:Linear", fit="mer.train.linear:fit"),
     # MPUC-MER: contrastive pre-training of per-modality encoders over sequences, then a probe
     "mpuc": ModelEntry("mer.train.models.mpuc:MPUC", fit="mer.train.pretrain:fit_mpuc", sequences=True),
 }

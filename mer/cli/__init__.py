@@ -6,6 +6,7 @@
 ``mer cache ls|verify|gc`` :mod:`mer.cli.cache`
 ``mer import-csd``        :mod:`mer.cli.import_csd`
 ``mer train|evaluate|ablate`` :mod:`mer.cli.train`
+``mer compare``           :mod:`mer.cli.compare`
 ``mer finetune``          :mod:`mer.cli.finetune`
 ``mer predict``           :mod:`mer.cli.predict`
 ``mer export``            :mod:`mer.cli.export`
@@ -24,7 +25,7 @@ import sys
 import click
 
 from mer import __version__
-from mer.cli import cache, demo, doctor, export, extract, finetune, import_csd, manifest, predict, train
+from mer.cli import cache, compare, demo, doctor, export, extract, finetune, import_csd, manifest, predict, train
 from mer.cli.errors import exit_code
 
 
@@ -50,7 +51,7 @@ def cli() -> None:
     """
 
 
-for _module in (manifest, demo, doctor, train, predict, export, finetune, extract, cache, import_csd):
+for _module in (manifest, demo, doctor, train, compare, predict, export, finetune, extract, cache, import_csd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

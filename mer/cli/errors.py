@@ -15,6 +15,7 @@ from mer.pipeline.config_schema import ConfigError
 from mer.pipeline.csd import CsdError
 from mer.pipeline.manifest import ManifestError
 from mer.train.errors import DataError, TrainingError
+from mer.train.stats import StatsError
 
 #: more failed samples than --max-failures allows (see the modality's failures.jsonl)
 EXIT_FAILURES = 1
@@ -34,6 +35,7 @@ USER_ERRORS: tuple[tuple[type[BaseException], int], ...] = (
     (CsdError, EXIT_USER_ERROR),
     (DataError, EXIT_USER_ERROR),
     (TrainingError, EXIT_USER_ERROR),
+    (StatsError, EXIT_USER_ERROR),
 )
 
 

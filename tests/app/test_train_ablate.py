@@ -63,6 +63,8 @@ def test_grid_runs_skips_invalid_cells_and_resumes(corpus, tmp_path, monkeypatch
             float(done.loc[done["run_dir"] == run_dir, "test_macro_f1"].item()))
     md = (out / "ablation.md").read_text()
     assert "±" in md and "Skipped cells" in md and md.count("| concat |") == 2
+    ci_at = [c.strip() for c in md.splitlines()[4].split("|")].index("95% CI test_macro_f1")  # t over 2 seeds
+    assert all(r.split("|")[ci_at].strip().startswith("[") for r in md.splitlines()[6:8])
     # the cell order in ablation.md follows the mean validation macro-F1
     rows = [line for line in md.splitlines() if line.startswith("| ") and "model" not in line]
     vals = [float(r.split("|")[[c.strip() for c in md.splitlines()[4].split("|")].index("val_macro_f1")].split("±")[0])
