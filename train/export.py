@@ -16,7 +16,7 @@ absent, then the head, exactly as :func:`mer.train.data.apply_stats` and the mod
 
 The file's metadata (``metadata_props``) names the labels, each input's name and dims and what
 it holds, the encoder key and cache output each modality was extracted with, the model and the
-mer version. Heads with a fixed graph are exported: ``unimodal``, ``concat``, ``late``, ``lmr``,
+mer version. Heads with a fixed graph are exported: ``linear``, ``unimodal``, ``concat``, ``late``, ``lmr``,
 and ``mpuc`` when every modality is a vector (its ``mlp`` encoders + the probe). An ``mpuc`` run
 over frame sequences embeds whole clips of any length in length-sorted chunks: no fixed graph,
 refused with the reason.

@@ -53,6 +53,7 @@ MODELS = {
     "unimodal": ["train.model=unimodal", "train.modalities=[audio]"],
     "concat": ["train.model=concat"],
     "late": ["train.model=late"],
+    "linear": ["train.model=linear"],
     "lmr": ["train.model=lmr"],
     "mpuc": ["train.model=mpuc", "train.mpuc.dim=16", "train.mpuc.pretrain_epochs=2", "train.mpuc.select=none"],
 }

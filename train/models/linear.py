@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mer.train.models.common import FusionHead, InputSpec
 from mer.train.models.mpuc import LinearProbe
