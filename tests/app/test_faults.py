@@ -208,8 +208,7 @@ def _e4_file(path: Path, values: list[str], header: str = f"{T0:.6f}", rate: str
 
 
 def _build_matrix(root: Path) -> dict:
-    from kit.models import tiny_wav2vec2
-    from test_encoders_text import build_bert
+    from kit.models import build_bert, tiny_wav2vec2
 
     wav = root / "wav"
     paths = {i: write_wav(wav / f"{i}.wav", seconds=0.3 + 0.05 * k, sr=SR, seed=k) for k, i in enumerate(GOOD)}
