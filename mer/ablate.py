@@ -238,7 +238,8 @@ def ablate(config_path: str, grid_path: str, overrides: list[str] | tuple[str, .
                 rows.append(_row(cell, seed, described[cell.name], "skipped", reason=reason))
                 continue
             needed.update(experiment_modalities(first))
-            sections.setdefault(dataset_key(first.dataset), (first, overrides + cell.set_strings()))
+            sections.setdefault(dataset_key(first.dataset),
+                                (first, overrides + [s for s in cell.set_strings() if s.startswith("dataset.")]))
             tasks.append((cell, seed, run_dir))
     for section_config, section_sets in sections.values():
         manifest, _ = manifest_for(section_config, section_sets, log)
