@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mer.pipeline.adapters.base import Protocol
+from mer.pipeline.manifest import Manifest
 from mer.train.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -64,6 +65,21 @@ def protocol_card(protocol: Protocol, *, adapter: str, split_column: str, split:
     return card
 
 
+def manifest_card(protocol: Protocol | None, *, adapter: str, dataset_key: str, manifest: Manifest,
+                  manifest_path: str, split_column: str, target: str, split: np.ndarray, labeled: np.ndarray,
+                  classes: list[str], val_carved: bool, val_groups: list[str]) -> dict[str, Any]:
+    """:func:`protocol_card` with the groups and labels read from ``manifest`` (rows in its order,
+    which is the order of ``split`` and ``labeled``)."""
+    df = manifest.df
+    groups = df["group"].astype(str).to_numpy(dtype=object) if "group" in df.columns else np.full(len(df), "", object)
+    labels = df[target].astype(str).tolist() if target in df.columns else [""] * len(df)
+    return protocol_card(protocol or Protocol("the manifest's split column"), adapter=adapter or "manifest",
+                         split_column=split_column, split=split, groups=groups, labels=labels, labeled=labeled,
+                         classes=classes, val_carved=val_carved, val_groups=val_groups,
+                         manifest={"path": manifest_path, "fingerprint": manifest.fingerprint,
+                                   "dataset_key": dataset_key})
+
+
 def check_card(card: dict[str, Any], source: str) -> None:
     """DataError when a speaker-independent protocol's splits share a group."""
     if not card["shared_groups"] or not card["speaker_independent"]:
@@ -106,4 +122,4 @@ def _preview(items: list[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + more
 
 
-__all__ = ["check_card", "format_card", "protocol_card"]
+__all__ = ["check_card", "format_card", "manifest_card", "protocol_card"]

@@ -46,7 +46,7 @@ from mer.train.outputs import save_torch, write_json, write_yaml
 from mer.train.metrics import compute_metrics, headline
 from mer.train.plots import plot_curves, plot_run_confusion
 from mer.train.predictions import predictions_table
-from mer.train.protocol import check_card, format_card, protocol_card
+from mer.train.protocol import check_card, format_card, manifest_card
 from mer.train.trainer import FitResult, predict_rows, seed_everything, true_labels
 
 SPLITS = ("train", "val", "test")
@@ -102,18 +102,12 @@ def write_predictions(model, data: TrainData, criterion: Criterion, path: Path) 
 
 def job_card(job: TrainJob, data: TrainData) -> dict:
     """The protocol card of ``job``'s splits as loaded in ``data`` (val carved included)."""
-    from mer.pipeline.adapters.base import Protocol
-
-    df = job.manifest.df
-    if list(df["id"]) != list(data.ids):
+    if list(job.manifest.df["id"]) != list(data.ids):
         raise DataError(f"{job.manifest_path}: the loaded data's rows are not the manifest's")
-    groups = df["group"].astype(str).to_numpy(dtype=object) if "group" in df.columns else np.full(len(df), "", object)
-    return protocol_card(job.protocol or Protocol("the manifest's split column"), adapter=job.adapter or "manifest",
-                         split_column=job.train.split_column, split=data.split, groups=groups,
-                         labels=data.label_text, labeled=data.labeled.cpu().numpy(), classes=list(data.classes),
-                         val_carved=data.val_carved, val_groups=list(data.val_groups),
-                         manifest={"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint,
-                                   "dataset_key": job.dataset_key})
+    return manifest_card(job.protocol, adapter=job.adapter, dataset_key=job.dataset_key, manifest=job.manifest,
+                         manifest_path=str(job.manifest_path), split_column=job.train.split_column,
+                         target=job.train.target, split=data.split, labeled=data.labeled.cpu().numpy(),
+                         classes=list(data.classes), val_carved=data.val_carved, val_groups=list(data.val_groups))
 
 
 def checkpoint(model, job: TrainJob, record: dict, data: TrainData, seed: int, fit: FitResult,
