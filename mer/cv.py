@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from mer.config import ExperimentConfig, load_config
-from mer.experiment import manifest_for, train_experiment, trained_modalities
+from mer.experiment import default_run_dir, manifest_for, train_experiment, trained_modalities
 from mer.pipeline.adapters import folds_of
 from mer.pipeline.config_schema import ConfigError
 from mer.train.cv import FoldRun, cv_markdown, cv_summary
@@ -63,16 +62,6 @@ def fold_override(field: str, value: Any) -> str:
     return f"dataset.{field}={json.dumps(value)}"
 
 
-def default_cv_dir(config: ExperimentConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(config.output) / config.corpus / f"cv-{config.train.model}-{'+'.join(trained_modalities(config))}-{stamp}"
-    path, k = base, 2
-    while path.exists():
-        path = base.with_name(f"{base.name}-{k}")
-        k += 1
-    return path
-
-
 def cross_validate(config_path: str | Path, folds: str, overrides: list[str] | tuple[str, ...] = (),
                    out: str | Path | None = None, seeds: list[int] | None = None, progress: bool = True,
                    log: Callable[[str], None] = print) -> tuple[Path, dict]:
@@ -80,7 +69,7 @@ def cross_validate(config_path: str | Path, folds: str, overrides: list[str] | t
     overrides = list(overrides)
     config = load_config(config_path, overrides)
     field, chosen = fold_folds(config, folds, overrides, log)
-    out_dir = Path(out) if out else default_cv_dir(config)
+    out_dir = Path(out) if out else default_run_dir(config, trained_modalities(config), prefix="cv-")
     log(f"cross-validation over {len(chosen)} fold(s) ({', '.join(n for n, _ in chosen)}) -> {out_dir}")
     runs: list[FoldRun] = []
     multilabel = config.train.multilabel

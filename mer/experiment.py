@@ -137,10 +137,10 @@ def load_experiment_data(config: ExperimentConfig, manifest: Manifest, modalitie
                            log=log)
 
 
-def default_run_dir(config: ExperimentConfig, modalities: list[str]) -> Path:
-    """``<output>/<corpus>/<model>-<m1+m2>-<YYYYmmdd-HHMMSS>`` (a suffix if it exists)."""
+def default_run_dir(config: ExperimentConfig, modalities: list[str], prefix: str = "") -> Path:
+    """``<output>/<corpus>/<prefix><model>-<m1+m2>-<YYYYmmdd-HHMMSS>`` (a suffix if it exists)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(config.output) / config.corpus / f"{config.train.model}-{'+'.join(modalities)}-{stamp}"
+    base = Path(config.output) / config.corpus / f"{prefix}{config.train.model}-{'+'.join(modalities)}-{stamp}"
     path, k = base, 2
     while path.exists():
         path = base.with_name(f"{base.name}-{k}")
