@@ -6,9 +6,13 @@ GRID.yaml lists axes; the cells are their Cartesian product::
     model: [lmr, concat]
     seeds: [0, 1, 2]                         # default: train.seeds of the config
     train.lmr.lambda_iamc: [0.0, 0.1]        # any train.* field, as a list of values
+    folds: all                               # or [1, 3]: folds of the dataset's protocol
 
 ``modalities: subsets`` means every non-empty subset of the config's modalities
-(``train.modalities``, else every ``features`` key), smallest first.
+(``train.modalities``, else every ``features`` key), smallest first. ``folds`` (``all`` or a
+list of fold names/numbers, as ``mer train --folds``) becomes the axis of the adapter's fold
+field (``dataset.protocol`` for RAVDESS: cells named ``protocol=fold3``): each fold has its own
+manifest over the same caches.
 
 Invalid cells are SKIPPED, not replaced: a model that cannot take a cell's modalities
 (``lmr`` with one modality, ``unimodal`` with several) is listed in ablation.csv with
@@ -46,7 +50,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mer.config import load_config
+from mer.cv import fold_folds
 from mer.experiment import experiment_modalities, manifest_for, modality_sources, train_job, trained_modalities
+from mer.pipeline.corpus import dataset_key
 from mer.pipeline.config_schema import ConfigError, load_yaml
 from mer.pipeline.layout import plain_json
 from mer.pipeline.manifest import Manifest
@@ -119,10 +125,18 @@ def parse_grid(path: str | Path, config, overrides: list[str] | tuple[str, ...] 
         raise ConfigError(f"{source}: 'seeds' must be a list of integers, got {seeds!r}")
     axes: dict[str, list[Any]] = {}
     for key, values in raw.items():
+        if key == "folds":
+            if isinstance(values, list):
+                values = ",".join(str(v) for v in values)
+            if not isinstance(values, (str, int)):
+                raise ConfigError(f"{source}: 'folds' must be 'all' or a list of folds, got {values!r}")
+            field, chosen = fold_folds(config, str(values), list(overrides))
+            axes[f"dataset.{field}"] = [value for _, value in chosen]
+            continue
         full = AXIS_ALIASES.get(key, key)
         if not full.startswith("train."):
-            raise ConfigError(f"{source}: axis {key!r}: only modalities, model, seeds and train.* fields can vary "
-                              "(features and caches are fixed by the config; ablate extracts nothing)")
+            raise ConfigError(f"{source}: axis {key!r}: only modalities, model, seeds, folds and train.* fields can "
+                              "vary (features and caches are fixed by the config; ablate extracts nothing)")
         if full == "train.modalities" and values == "subsets":
             base = list(config.train.modalities or list(config.features))
             values = all_subsets(base)
@@ -179,7 +193,7 @@ def run_cell(config_path: str, base_overrides: list[str], cell: Cell, seed: int,
     if threads:
         torch.set_num_threads(threads)
     config = cell_config(config_path, base_overrides, cell, seed)
-    job = train_job(config, trained_modalities(config), base_overrides)
+    job = train_job(config, trained_modalities(config), base_overrides, log=lambda line: None)
     data = load_job_data(job, resolve_device(config.train.device), reuse=True)
     result = train_one(job, data, Path(run_dir), seed, progress=progress, log=lambda line: None)
     record = {"cell": cell.name, "overrides": [list(o) for o in cell.overrides], "seed": seed,
@@ -248,6 +262,9 @@ def ablate(config_path: str, grid_path: str, overrides: list[str] | tuple[str, .
 
     tasks, rows = [], []
     needed: set[str] = set()
+    # one config per dataset section (a folds axis gives several): each one's manifest is built
+    # here, once, before any cell runs (cells on Dask workers then only read it)
+    sections: dict[str, Any] = {}
     described: dict[str, tuple[str, str]] = {}
     for cell in grid.cells():
         first = cell_config(config_path, overrides, cell, grid.seeds[0])
@@ -259,10 +276,12 @@ def ablate(config_path: str, grid_path: str, overrides: list[str] | tuple[str, .
                 rows.append(_row(cell, seed, described[cell.name], "skipped", reason=reason))
                 continue
             needed.update(experiment_modalities(first))
+            sections.setdefault(dataset_key(first.dataset),
+                                (first, overrides + [s for s in cell.set_strings() if s.startswith("dataset.")]))
             tasks.append((cell, seed, run_dir))
-    if needed:
-        manifest, _ = manifest_for(config, overrides)
-        verify_caches(manifest, modality_sources(config, sorted(needed), overrides))
+    for section_config, section_sets in sections.values():
+        manifest, _ = manifest_for(section_config, section_sets, log)
+        verify_caches(manifest, modality_sources(section_config, sorted(needed), section_sets))
 
     done = {}
     todo = []

@@ -15,6 +15,8 @@ from typing import Callable
 
 from mer.config import ExperimentConfig
 from mer.features.registry import build_encoder
+from mer.pipeline.adapters import protocol_of
+from mer.pipeline.corpus import dataset_differences, dataset_key, dataset_record, prepare_manifest, recorded_dataset
 from mer.pipeline.layout import recorded_keys
 from mer.pipeline.manifest import Manifest
 from mer.train.data import (CacheError, DataError, ModalitySource, TrainData, check_modalities_in_manifest,
@@ -43,13 +45,34 @@ def extract_command(config: ExperimentConfig, modality: str, overrides: tuple[st
     return f"mer extract -c {config.source or '<config.yaml>'}{sets} --modality {modality}"
 
 
-def manifest_for(config: ExperimentConfig, overrides: tuple[str, ...] | list[str] = ()) -> tuple[Manifest, Path]:
-    """The manifest the caches were built from: ``<cache root>/<corpus>/manifest.csv``."""
-    path = config.layout.manifest_path
-    if not path.is_file():
+def manifest_for(config: ExperimentConfig, overrides: tuple[str, ...] | list[str] = (),
+                 log: Callable[[str], None] | None = None) -> tuple[Manifest, Path]:
+    """The manifest of the config's ``dataset`` section: ``<cache root>/<corpus>/manifest-<key>.csv``.
+
+    Never a stale one: when the manifest on disk was built from another dataset section (another
+    protocol or fold, ``channel``, ``merge_calm``, ...), or records none, it is REBUILT from the
+    config's section (the adapter reads the corpus again, which is cheap) and ``log`` gets one line
+    naming what differed. Caches are keyed by encoder and sample id, not by manifest, so the
+    features extracted for the other section serve this one; the caller's cache check refuses,
+    with the extract command, if this section holds a sample they do not cover. Each section has
+    its own file, so an earlier run's manifest (which ``mer evaluate`` checks by fingerprint) is
+    never rewritten.
+    """
+    latest = config.layout.manifest_path
+    key = dataset_key(config.dataset)
+    keyed = config.layout.keyed_manifest_path(key)
+    wanted = dataset_record(config.dataset)
+    if keyed.is_file() and not dataset_differences(recorded_dataset(keyed), wanted):
+        return Manifest.load(keyed), keyed.resolve()
+    if not latest.is_file():
         cmds = "\n".join(f"  {extract_command(config, m, overrides)}" for m in experiment_modalities(config))
-        raise CacheError(f"cannot train: no manifest at {path}; extract the features first "
+        raise CacheError(f"cannot train: no manifest at {latest}; extract the features first "
                          f"(it writes the manifest):\n{cmds}")
+    differences = dataset_differences(recorded_dataset(latest), wanted)
+    _, path = prepare_manifest(config.pipeline, progress=False)
+    if differences:
+        (log or print)(f"manifest {latest} was built from another dataset section ({'; '.join(differences)}): "
+                       f"rebuilt it from this config as {path}")
     return Manifest.load(path), path.resolve()
 
 
@@ -81,13 +104,22 @@ def experiment_record(config: ExperimentConfig) -> dict:
     return config.to_dict()
 
 
-def train_job(config: ExperimentConfig, modalities: list[str], overrides: tuple[str, ...] | list[str] = ()) -> TrainJob:
-    """The manifest on disk, the caches of ``modalities`` and the ``train`` section, as one job."""
-    manifest, manifest_path = manifest_for(config, overrides)
+def train_job(config: ExperimentConfig, modalities: list[str], overrides: tuple[str, ...] | list[str] = (),
+              log: Callable[[str], None] | None = None) -> TrainJob:
+    """The manifest of the dataset section (:func:`manifest_for`), the caches of ``modalities``
+    and the ``train`` section, as one job."""
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        notes.append(line)
+        (log or print)(line)
+
+    manifest, manifest_path = manifest_for(config, overrides, note)
     check_modalities_in_manifest(manifest, {m: _column(config, m) for m in modalities if m in config.features})
     sources = modality_sources(config, modalities, overrides)
     return TrainJob(train=config.train, manifest=manifest, manifest_path=manifest_path, sources=sources,
-                    record=experiment_record(config))
+                    record=experiment_record(config), protocol=protocol_of(config.dataset),
+                    adapter=config.dataset.name, dataset_key=dataset_key(config.dataset), notes=notes)
 
 
 def _column(config: ExperimentConfig, modality: str) -> str:
@@ -105,10 +137,10 @@ def load_experiment_data(config: ExperimentConfig, manifest: Manifest, modalitie
                            log=log)
 
 
-def default_run_dir(config: ExperimentConfig, modalities: list[str]) -> Path:
-    """``<output>/<corpus>/<model>-<m1+m2>-<YYYYmmdd-HHMMSS>`` (a suffix if it exists)."""
+def default_run_dir(config: ExperimentConfig, modalities: list[str], prefix: str = "") -> Path:
+    """``<output>/<corpus>/<prefix><model>-<m1+m2>-<YYYYmmdd-HHMMSS>`` (a suffix if it exists)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(config.output) / config.corpus / f"{config.train.model}-{'+'.join(modalities)}-{stamp}"
+    base = Path(config.output) / config.corpus / f"{prefix}{config.train.model}-{'+'.join(modalities)}-{stamp}"
     path, k = base, 2
     while path.exists():
         path = base.with_name(f"{base.name}-{k}")
@@ -127,7 +159,7 @@ def train_experiment(config: ExperimentConfig, run_dir: Path | None = None, seed
     listed = experiment_modalities(config)
     if modalities != listed:
         log(f"{config.train.model} trains on {modalities} only (of {listed})")
-    job = train_job(config, modalities, overrides)
+    job = train_job(config, modalities, overrides, log)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, modalities)
     summary, results = train_seeds(job, run_dir, list(seeds if seeds is not None else config.train.seeds), progress,
                                    log)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from mer.config import ExperimentConfig
-from mer.pipeline.corpus import prepare_manifest
+from mer.pipeline.adapters import protocol_of
+from mer.pipeline.corpus import dataset_key, prepare_manifest
 from mer.train.errors import DataError
 from mer.train.finetune import FinetuneJob, FinetuneResult, finetune
 from mer.train.finetune_data import FINETUNE_FAMILIES
@@ -43,7 +44,9 @@ def finetune_job(config: ExperimentConfig, modality: str = "", overrides: tuple[
     return FinetuneJob(finetune=config.finetune, train=config.train,
                        encoder_options=config.features[config.finetune.modality], manifest=adapter.manifest,
                        manifest_path=manifest_path, run_root=Path(config.output) / config.corpus,
-                       record=config.to_dict(), command_args=f"-c {config.source or '<config.yaml>'}{sets}")
+                       record=config.to_dict(), command_args=f"-c {config.source or '<config.yaml>'}{sets}",
+                       protocol=protocol_of(config.dataset), adapter=config.dataset.name,
+                       dataset_key=dataset_key(config.dataset))
 
 
 def finetune_experiment(config: ExperimentConfig, run_dir: str | Path | None = None, *, modality: str = "",

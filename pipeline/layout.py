@@ -2,8 +2,11 @@
 
 Layout::
 
-    <cache root>/<corpus>/manifest.csv             the manifest every stage joins on
+    <cache root>/<corpus>/manifest.csv             the latest manifest built (what ``mer extract`` wrote)
     <cache root>/<corpus>/manifest.csv.json        its metadata (fingerprint, dataset section)
+    <cache root>/<corpus>/manifest-<key>.csv       the manifest of one dataset section (<key> = its hash):
+                                                   what runs read and record, so that building another
+                                                   fold never changes the manifest an earlier run used
     <cache root>/<corpus>/skipped.csv              files the adapter left out, with the reason
     <cache root>/<corpus>/<modality>/<encoder key>/ one encoder's shards (see :mod:`.cache`)
 
@@ -72,6 +75,10 @@ class CacheLayout:
     def manifest_path(self) -> Path:
         """``<root>/<corpus>/manifest.csv``: beside the features built from it."""
         return self.corpus_dir / MANIFEST_NAME
+
+    def keyed_manifest_path(self, key: str) -> Path:
+        """``<root>/<corpus>/manifest-<key>.csv``: the manifest of the dataset section hashed as ``key``."""
+        return self.corpus_dir / f"manifest-{check_component('dataset key', key, self.root)}.csv"
 
     def modality_dir(self, modality: str) -> Path:
         return self.corpus_dir / check_component("modality", modality, self.root)

@@ -48,6 +48,9 @@ STRING_COLUMNS = ("id", "label", "group", "split", "text", "bio_format", "bio_ta
 SPLITS = ("train", "val", "test", "")
 TARGET_PREFIX = "target_"
 FOLD_PREFIX = "fold_"
+#: the version of the manifest columns and their meaning; recorded with every manifest and part of
+#: its dataset key, so a manifest written under another format is rebuilt, never misread
+MANIFEST_FORMAT = 1
 
 
 class ManifestError(ValueError):

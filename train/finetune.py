@@ -53,6 +53,7 @@ from mer.features.base import Encoder, stable_hash
 from mer.features.batching import BatchPolicy
 from mer.features.device import grad_scaler, resolve_device, rng_state, set_rng_state
 from mer.features.registry import build_encoder, options_class
+from mer.pipeline.adapters.base import Protocol
 from mer.pipeline.config_schema import from_dict, to_dict
 from mer.pipeline.manifest import Manifest
 from mer.train.config import TrainConfig
@@ -77,6 +78,7 @@ from mer.train.models.unimodal import Unimodal
 from mer.train.outputs import save_torch, write_json, write_yaml
 from mer.train.plots import plot_curves, plot_run_confusion
 from mer.train.predictions import predictions_table
+from mer.train.protocol import check_card, format_card, manifest_card
 from mer.train.trainer import deterministic, seed_everything
 
 CHECKPOINT_FORMAT = 1
@@ -109,6 +111,10 @@ class FinetuneJob:
     record: dict[str, Any]
     #: ``-c CONFIG --set ...``: what the printed next commands repeat
     command_args: str = "-c <config.yaml>"
+    #: what the dataset section's split is, the adapter and the section's key (the protocol card)
+    protocol: Protocol | None = None
+    adapter: str = ""
+    dataset_key: str = ""
 
     @property
     def modality(self) -> str:
@@ -443,6 +449,14 @@ def plot_outputs(metrics: dict, data: FinetuneData, per_split: dict[str, tuple],
 # --------------------------------------------------------------------------- the run
 
 
+def finetune_card(job: FinetuneJob, data: FinetuneData) -> dict:
+    """The protocol card of a fine-tuning run's splits (:mod:`mer.train.protocol`)."""
+    return manifest_card(job.protocol, adapter=job.adapter, dataset_key=job.dataset_key, manifest=job.manifest,
+                         manifest_path=str(job.manifest_path), split_column=job.train.split_column,
+                         target=job.train.target, split=data.split, labeled=np.asarray(data.labeled, dtype=bool),
+                         classes=list(data.classes), val_carved=data.val_carved, val_groups=list(data.val_groups))
+
+
 @dataclass
 class RunContext:
     """What stays fixed during one fine-tuning run: built once by :func:`finetune`, read by the head
@@ -529,6 +543,10 @@ def finetune(job: FinetuneJob, run_dir: str | Path | None = None, *, progress: b
     seed_everything(ft.seed)
     encoder = load_encoder(options, device)
     data = load_finetune_data(job.train, manifest, encoder, log=say)
+    card = finetune_card(job, data)
+    check_card(card, str(job.manifest_path))
+    for line in format_card(card).splitlines():
+        say(line)
     if len(data.rows("val")) == 0:
         raise TrainingError("the validation split has no labelled sample: model selection needs one "
                             "(add 'val' rows or let mer carve them: leave 'val' out of the manifest)")
@@ -773,6 +791,7 @@ def _write_outputs(run: RunContext, state: Progress) -> dict:
         "manifest": {"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint},
         "notes": list(data.notes),
     }
+    metrics["protocol"] = finetune_card(job, data)
     write_json(metrics, run.run_dir / "metrics.json")
     finetune_predictions(data, per_split, modality).to_csv(run.run_dir / "predictions.csv", index=False)
     pd.DataFrame(state.history).to_csv(run.run_dir / "history.csv", index=False)
@@ -816,6 +835,7 @@ def model_checkpoint(run: RunContext, state: Progress, tuned_key: str) -> dict:
         "best_epoch": state.best_epoch,
         "fingerprint": run.fingerprint,
         "config": job.record,
+        "protocol": finetune_card(job, data),
     }
 
 

@@ -4,9 +4,10 @@ A run folder holds:
 
 ============== =========================================================================
 config.yaml    the resolved config (``ExperimentConfig.dump``; ``train.seeds`` = this seed)
-metrics.json   ``{"train": {...}, "val": {...}, "test": {...}, "run": {...}}``: per split the
-               metrics of :mod:`mer.train.metrics`; ``run`` says how the run was made (seed,
-               best epoch, whether val was carved and how, notes such as NaN samples)
+metrics.json   ``{"train": {...}, "val": {...}, "test": {...}, "run": {...}, "protocol": {...}}``:
+               per split the metrics of :mod:`mer.train.metrics`; ``run`` says how the run was
+               made (seed, best epoch, whether val was carved and how, notes such as NaN
+               samples); ``protocol`` is the protocol card (:mod:`mer.train.protocol`)
 predictions.csv id, split, label, prediction, missing (';'-joined absent modalities),
                prob_<class> for every class; every manifest row (unlabeled rows too)
 history.csv    epoch, lr, loss and each loss part, val_<metric>
@@ -45,6 +46,7 @@ from mer.train.outputs import save_torch, write_json, write_yaml
 from mer.train.metrics import compute_metrics, headline
 from mer.train.plots import plot_curves, plot_run_confusion
 from mer.train.predictions import predictions_table
+from mer.train.protocol import check_card, format_card, manifest_card
 from mer.train.trainer import FitResult, predict_rows, seed_everything, true_labels
 
 SPLITS = ("train", "val", "test")
@@ -98,7 +100,18 @@ def write_predictions(model, data: TrainData, criterion: Criterion, path: Path) 
     table.to_csv(path, index=False)
 
 
-def checkpoint(model, job: TrainJob, record: dict, data: TrainData, seed: int, fit: FitResult) -> dict:
+def job_card(job: TrainJob, data: TrainData) -> dict:
+    """The protocol card of ``job``'s splits as loaded in ``data`` (val carved included)."""
+    if list(job.manifest.df["id"]) != list(data.ids):
+        raise DataError(f"{job.manifest_path}: the loaded data's rows are not the manifest's")
+    return manifest_card(job.protocol, adapter=job.adapter, dataset_key=job.dataset_key, manifest=job.manifest,
+                         manifest_path=str(job.manifest_path), split_column=job.train.split_column,
+                         target=job.train.target, split=data.split, labeled=data.labeled.cpu().numpy(),
+                         classes=list(data.classes), val_carved=data.val_carved, val_groups=list(data.val_groups))
+
+
+def checkpoint(model, job: TrainJob, record: dict, data: TrainData, seed: int, fit: FitResult,
+               card: dict | None = None) -> dict:
     """The content of model.pt (loadable with ``torch.load(weights_only=True)``)."""
     train_cfg = job.train
     ent = registry.entry(train_cfg.model)
@@ -123,6 +136,7 @@ def checkpoint(model, job: TrainJob, record: dict, data: TrainData, seed: int, f
         "seed": seed,
         "best_epoch": fit.best_epoch,
         "config": record,
+        "protocol": card if card is not None else job_card(job, data),
     }
 
 
@@ -146,6 +160,8 @@ class RunResult:
 def train_one(job: TrainJob, data: TrainData, run_dir: Path, seed: int, progress: bool = True,
               log: Callable[[str], None] = print) -> RunResult:
     """Train one seed on loaded ``data`` and write the run folder."""
+    card = job_card(job, data)
+    check_card(card, str(job.manifest_path))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
@@ -165,8 +181,10 @@ def train_one(job: TrainJob, data: TrainData, run_dir: Path, seed: int, progress
     kwargs = cls.from_config(train_cfg, data.inputs(), data.num_classes)
     model = cls(**kwargs).to(device)
     model.init_kwargs = kwargs
-    for note in data.notes:
+    for note in job.notes + data.notes:
         lines.append(note)
+    for line in format_card(card).splitlines():
+        say(line)
     say(f"{train_cfg.model} on {'+'.join(data.modalities)}, seed {seed}, device {device}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir}")
     fit = registry.fit_function(train_cfg.model)(model, data, train_cfg, seed, device, progress=progress, log=say)
@@ -183,10 +201,11 @@ def train_one(job: TrainJob, data: TrainData, run_dir: Path, seed: int, progress
         "missing": {m: int((~d.present).sum()) for m, d in data.modalities.items()},
         "cache_keys": {m: d.cache_key for m, d in data.modalities.items()},
         "manifest": {"path": str(job.manifest_path), "fingerprint": data.manifest_fingerprint},
-        "notes": list(data.notes),
+        "notes": list(job.notes) + list(data.notes),
     }
+    metrics["protocol"] = card
     # model.pt first: a run folder with metrics.json always has a complete model.pt beside it
-    save_torch(checkpoint(model, job, record, data, seed, fit), run_dir / "model.pt")
+    save_torch(checkpoint(model, job, record, data, seed, fit, card), run_dir / "model.pt")
     write_json(metrics, run_dir / "metrics.json")
     write_predictions(model, data, criterion, run_dir / "predictions.csv")
     pd.DataFrame(fit.history).to_csv(run_dir / "history.csv", index=False)

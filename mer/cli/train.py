@@ -20,15 +20,26 @@ from mer.cli.options import config_option, load, parse_seeds
               help="Run folder (default: <output>/<corpus>/<model>-<modalities>-<timestamp>).")
 @click.option("--seeds", default=None, help="Comma-separated seeds, e.g. 0,1,2 (default: train.seeds).")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:1 (default: train.device).")
+@click.option("--folds", default=None,
+              help="Cross-validate: 'all' or comma-separated folds (e.g. 1,3) of the dataset's protocol; "
+                   "one run folder per fold, cv.json and cv.md in --run-dir.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(config_path: str, overrides: tuple[str, ...], run_dir: str | None, seeds: str | None,
-              device: str | None, quiet: bool) -> None:
+              device: str | None, folds: str | None, quiet: bool) -> None:
     """Train a fusion head over cached features; writes metrics, predictions, plots and model.pt."""
     from mer.experiment import train_experiment
     from mer.train.run import format_table
 
     overrides = tuple(overrides) + ((f"train.device={device}",) if device else ())
     config = load(config_path, overrides)
+    if folds is not None:
+        from mer.cv import cross_validate
+
+        folder, _ = cross_validate(config_path, folds, overrides, run_dir, parse_seeds(seeds),
+                                   progress=not quiet, log=click.echo)
+        click.echo((folder / "cv.md").read_text(encoding="utf-8"))
+        click.echo(f"cv: {folder}")
+        return
     folder, summary, results = train_experiment(config, Path(run_dir) if run_dir else None, parse_seeds(seeds),
                                                 overrides, progress=not quiet, log=click.echo)
     click.echo(format_table(summary, config.train.multilabel))
@@ -43,16 +54,21 @@ def train_cmd(config_path: str, overrides: tuple[str, ...], run_dir: str | None,
 @click.option("--device", default=None, help="Default: the run's train.device.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
 def evaluate_cmd(run_dir: str, split: str, manifest_path: str | None, device: str | None, as_json: bool) -> None:
-    """Re-load RUN_DIR/model.pt and recompute the metrics of a split."""
+    """Re-load RUN_DIR/model.pt and recompute the metrics of a split; prints the run's protocol card."""
     import pandas as pd
 
-    from mer.train.evaluate import evaluate_run
+    from mer.train.evaluate import evaluate_run, load_checkpoint
     from mer.train.metrics import headline
+    from mer.train.protocol import format_card
 
     metrics = evaluate_run(run_dir, split, manifest_path, device, log=click.echo)
-    if as_json:
+    if as_json:  # the metrics alone (the card is in the run's metrics.json)
         click.echo(json.dumps(metrics, indent=2))
         return
+    card = load_checkpoint(run_dir).get("protocol")
+    if card:
+        click.echo(("the run was trained under (scored here on " + str(manifest_path) + "):\n" if manifest_path
+                    else "") + format_card(card))
     multilabel = "wa" in metrics
     table = pd.DataFrame([headline(metrics, multilabel)], index=[split]).map(lambda v: f"{v:.4f}")
     click.echo(f"{run_dir} ({metrics.get('n', 0)} samples)\n{table.to_string()}")

@@ -30,6 +30,23 @@ class Skip:
     reason: str
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How an adapter made a manifest's splits: what a run's protocol card says about them.
+
+    ``speaker_independent`` is the protocol's claim that no group (speaker, actor, session,
+    video) is in two splits; training checks the claim on the actual splits and refuses a run
+    that breaks it. A protocol that does not make the claim (MELD's standard split: the main
+    characters speak in every split) says False, and the card says so.
+    """
+
+    #: the protocol and fold, e.g. ``fold3``, ``loao-7``, ``kfold fold_2 of 5``, ``standard``
+    name: str
+    #: what the ``group`` column holds: actor, speaker, session, video, ...
+    group: str = "group"
+    speaker_independent: bool = True
+
+
 @dataclass
 class AdapterResult:
     manifest: Manifest

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from mer.pipeline.adapters._common import assign_split, label_distribution, require_dir
-from mer.pipeline.adapters.base import AdapterResult, Skip
+from mer.pipeline.adapters.base import AdapterResult, Protocol, Skip
 from mer.pipeline.manifest import Manifest, ManifestError
 
 LAYOUT = """\
@@ -104,6 +104,22 @@ def protocol_actors(protocol: str, config: Config) -> tuple[set[int], set[int]]:
     val = k % config.n_folds + 1
     return ({a for a in ACTORS if fold_of(a, config.n_folds) == k},
             {a for a in ACTORS if fold_of(a, config.n_folds) == val})
+
+
+#: the dataset field that selects a fold (``mer train --folds``)
+FOLD_FIELD = "protocol"
+
+
+def protocol(config: Config) -> Protocol:
+    return Protocol(config.protocol, "actor", True)
+
+
+def folds(config: Config, manifest: Manifest) -> list[tuple[str, str]]:
+    """``fold1``..``fold<n_folds>`` (the actor folds); ``custom`` is one split."""
+    if config.protocol == "custom":
+        raise ValueError("protocol 'custom' is one split; the folded protocol is fold1..fold<n_folds> "
+                         "(set dataset.protocol=fold1)")
+    return [(f"fold{k}", f"fold{k}") for k in range(1, config.n_folds + 1)]
 
 
 def name_problem(stem: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mer.pipeline.adapters.base import AdapterResult, LayoutError
+from mer.pipeline.adapters.base import AdapterResult, LayoutError, Protocol
 from mer.pipeline.adapters.generic import load_generic
 
 LAYOUT = """\
@@ -28,6 +28,11 @@ class Config:
     name: str = "demo"
     root: str = "data/demo"
     corpus: str = "demo"
+
+
+def protocol(config: Config) -> Protocol:
+    """The generator puts every speaker in one split."""
+    return Protocol("demo split", "speaker", True)
 
 
 def build(config: Config, progress: bool = True) -> AdapterResult:

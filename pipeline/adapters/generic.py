@@ -1,7 +1,9 @@
 """The user's own manifest: a CSV or JSONL file with the manifest columns.
 
 Relative paths resolve against the manifest file's folder (so a corpus folder can be
-moved as a whole). A missing column or a duplicate id is one clear error naming the file,
+moved as a whole). ``fold: k`` fills ``split`` from the file's ``fold_<k>`` column (the
+folds of ``mer train --folds``); ``speaker_independent: false`` declares a split whose groups
+may share splits (training refuses such a split otherwise). A missing column or a duplicate id is one clear error naming the file,
 the column and the first offending rows; so is a missing file, unless ``missing_files:
 record`` (see :class:`Config`).
 """
@@ -15,7 +17,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mer.pipeline.adapters.base import AdapterResult
+from mer.pipeline.adapters.base import AdapterResult, Protocol
+from mer.pipeline.manifest import FOLD_PREFIX
 from mer.pipeline.manifest import PATH_COLUMNS, Manifest, ManifestError, _rows_preview, normalise, validate
 
 
@@ -35,8 +38,15 @@ class Config:
     #: (Dropping the row into skipped.csv instead would also throw away its other modalities.)
     #: The adapter's notes name the rows either way.
     missing_files: Literal["error", "record"] = "error"
+    #: 0: the ``split`` column is the split; k >= 1: ``split`` is taken from the ``fold_<k>`` column
+    fold: int = 0
+    #: the splits keep every group (speaker/session) in one split; false: they may not (the
+    #: protocol card says so and training does not refuse a group found in two splits)
+    speaker_independent: bool = True
 
     def __post_init__(self) -> None:
+        if self.fold < 0:
+            raise ValueError(f"fold must be 0 (the split column) or a fold_<k> number >= 1, got {self.fold}")
         if not self.manifest:
             raise ValueError("dataset.manifest is required for the generic adapter")
         if not self.corpus:
@@ -122,6 +132,36 @@ def load_generic(path: str | Path) -> Manifest:
     return read_generic(path)[0]
 
 
+#: the dataset field that selects a fold (``mer train --folds``)
+FOLD_FIELD = "fold"
+
+
+def fold_numbers(columns) -> list[int]:
+    """The k of every ``fold_<k>`` column, sorted."""
+    return sorted(int(c[len(FOLD_PREFIX):]) for c in columns
+                  if c.startswith(FOLD_PREFIX) and c[len(FOLD_PREFIX):].isdigit())
+
+
+def protocol(config: Config) -> Protocol:
+    name = f"{FOLD_PREFIX}{config.fold} column" if config.fold else "the manifest's split column"
+    return Protocol(name, "group", config.speaker_independent)
+
+
+def folds(config: Config, manifest: Manifest) -> list[tuple[str, int]]:
+    """One fold per ``fold_<k>`` column of the manifest."""
+    numbers = fold_numbers(manifest.df.columns)
+    if not numbers:
+        raise ValueError(f"{config.manifest} has no {FOLD_PREFIX}<k> column: it holds one split")
+    return [(f"fold{k}", k) for k in numbers]
+
+
 def build(config: Config, progress: bool = True) -> AdapterResult:
     manifest, notes = read_generic(config.manifest, config.missing_files)
+    if config.fold:
+        column = f"{FOLD_PREFIX}{config.fold}"
+        if column not in manifest.df.columns:
+            raise ManifestError(f"{config.manifest}: dataset.fold={config.fold} needs a column {column!r}; "
+                                f"fold columns: {[f'{FOLD_PREFIX}{k}' for k in fold_numbers(manifest.df.columns)]}")
+        manifest.df["split"] = manifest.df[column]
+        notes.append(f"split = {column}")
     return AdapterResult(manifest=manifest, notes=notes)

@@ -68,7 +68,7 @@ from mer.pipeline.adapters._common import (
     label_distribution,
     require_dir,
 )
-from mer.pipeline.adapters.base import AdapterResult, LayoutError, Skip
+from mer.pipeline.adapters.base import AdapterResult, LayoutError, Protocol, Skip
 from mer.pipeline.manifest import Manifest, ManifestError
 
 LAYOUT = """\
@@ -310,6 +310,24 @@ def scan_tags(path: Path, signal: str) -> TagScan:
 # --------------------------------------------------------------------------------------
 # splits
 # --------------------------------------------------------------------------------------
+#: the dataset field that selects a fold (``mer train --folds``), with ``protocol: kfold``
+FOLD_FIELD = "fold"
+
+
+def protocol(config: Config) -> Protocol:
+    """Speakers are nested in sessions, so session splits are speaker-independent."""
+    name = f"kfold fold_{config.fold} of {config.k}" if config.protocol == "kfold" else config.protocol
+    return Protocol(name, "speaker", True)
+
+
+def folds(config: Config, manifest: Manifest) -> list[tuple[str, int]]:
+    """The ``k`` session folds of ``protocol: kfold``; ``lmr-cl`` is one split."""
+    if config.protocol != "kfold":
+        raise ValueError(f"protocol {config.protocol!r} is one split; the session folds are protocol kfold "
+                         "(set dataset.protocol=kfold, and dataset.k for their number)")
+    return [(f"fold{i}", i) for i in range(1, config.k + 1)]
+
+
 def session_folds(sessions: list[int], k: int, seed: int) -> list[list[int]]:
     """``k`` near-equal session folds: a seeded permutation of the sorted sessions, cut in order."""
     order = np.random.default_rng(seed).permutation(sorted(sessions))

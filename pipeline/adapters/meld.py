@@ -48,7 +48,7 @@ from typing import Literal
 import pandas as pd
 
 from mer.pipeline.adapters._common import apply_require, label_distribution, require_dir, require_file, resolve_under
-from mer.pipeline.adapters.base import AdapterResult, Skip
+from mer.pipeline.adapters.base import AdapterResult, Protocol, Skip
 from mer.pipeline.manifest import Manifest, ManifestError
 
 LAYOUT = """\
@@ -97,6 +97,12 @@ class Config:
 # --------------------------------------------------------------------------------------
 _MOJIBAKE = re.compile("[\u0080-\u009f]|â€|Ã[\u0080-\u00bf]|Â[\u0080-\u00bf]")
 
+
+
+def protocol(config: "Config") -> Protocol:
+    """MELD's standard train/dev/test split is NOT speaker-independent (the six main characters
+    speak in every split): the protocol card says so instead of refusing the run."""
+    return Protocol("standard (train/dev/test)", "speaker", False)
 
 def _cp1252_bytes(text: str) -> bytes | None:
     """The bytes a cp1252/Latin-1 reader turned into ``text`` (None if impossible)."""

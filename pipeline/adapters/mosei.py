@@ -59,7 +59,7 @@ from mer.pipeline.adapters._common import (
     resolve_under,
     unit_hash,
 )
-from mer.pipeline.adapters.base import AdapterResult, LayoutError, Skip
+from mer.pipeline.adapters.base import AdapterResult, LayoutError, Protocol, Skip
 from mer.pipeline.csd import CsdError, interval_id, read_csd
 from mer.pipeline.manifest import Manifest, ManifestError
 
@@ -151,6 +151,11 @@ def best_text(segments: list[TranscriptSegment], start: float, end: float, min_i
         if iou > best_iou:
             best, best_iou = seg, iou
     return best.text if best is not None and best_iou >= min_iou else None
+
+
+def protocol(config: Config) -> Protocol:
+    """One split, by video (a video is one speaker's monologue: the speaker-independent proxy)."""
+    return Protocol(f"standard folds ({config.folds})" if config.folds else "hash split by video id", "video", True)
 
 
 def read_folds(path: Path) -> dict[str, str]:

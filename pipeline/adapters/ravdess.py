@@ -45,7 +45,7 @@ import pandas as pd
 import soundfile as sf
 
 from mer.pipeline.adapters._common import assign_split, label_distribution, require_dir, resolve_under
-from mer.pipeline.adapters.base import AdapterResult, LayoutError, Skip
+from mer.pipeline.adapters.base import AdapterResult, LayoutError, Protocol, Skip
 from mer.pipeline.manifest import Manifest, ManifestError
 
 LAYOUT = """\
@@ -168,6 +168,27 @@ def protocol_actors(protocol: str, config: Config | None = None) -> tuple[set[in
         assert config is not None
         return set(config.test_actors), set(config.val_actors)
     return test, _male_female_val([a for a in ACTORS if a not in test])
+
+
+#: the dataset field that selects a fold (``mer train --folds``)
+FOLD_FIELD = "protocol"
+
+
+def protocol(config: Config) -> Protocol:
+    """Every RAVDESS protocol holds out whole actors."""
+    return Protocol(config.protocol, "actor", True)
+
+
+def folds(config: Config, manifest: Manifest) -> list[tuple[str, str]]:
+    """``fold1``..``fold4`` for a ``foldK`` protocol; ``loao-<actor>`` for every actor in the
+    manifest for a ``loao-*`` protocol."""
+    if config.protocol.startswith("fold"):
+        return [(f"fold{k}", f"fold{k}") for k in range(1, len(FOLDS) + 1)]
+    if config.protocol.startswith("loao-"):
+        actors = sorted({int(g[6:]) for g in manifest.df["group"] if re.fullmatch(r"Actor_\d\d", g)})
+        return [(f"loao-{a}", f"loao-{a}") for a in actors]
+    raise ValueError(f"protocol {config.protocol!r} is one split; the folded protocols are fold1..fold4 "
+                     "(set dataset.protocol=fold1) and loao-<actor> (dataset.protocol=loao-1)")
 
 
 def _index_by_key(paths: Iterable[Path]) -> dict[tuple[int, ...], tuple[int, Path]]:

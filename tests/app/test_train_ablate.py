@@ -118,7 +118,7 @@ def test_subsets_axis_and_validation(corpus, tmp_path):
     grid = parse_grid(write_grid(tmp_path / "g.yaml", {"modalities": "subsets", "model": ["late"]}), config)
     assert grid.axes["train.modalities"] == [["text"], ["audio"], ["text", "audio"]]
     assert grid.seeds == config.train.seeds
-    with pytest.raises(Exception, match="only modalities, model, seeds and train"):
+    with pytest.raises(Exception, match="only modalities, model, seeds, folds and train"):
         parse_grid(write_grid(tmp_path / "bad.yaml", {"cache.dtype": ["float16"]}), config)
     with pytest.raises(Exception, match="lr"):
         parse_grid(write_grid(tmp_path / "bad2.yaml", {"train.lr": ["fast"]}), config)

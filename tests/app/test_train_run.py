@@ -38,7 +38,10 @@ def test_train_writes_every_output_and_evaluate_reproduces_it(corpus, tmp_path):
     assert {"config.yaml", "metrics.json", "predictions.csv", "history.csv", "confusion.png", "curves.png",
             "model.pt", "log.txt"} <= names
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert set(metrics) == {"train", "val", "test", "run"}
+    assert set(metrics) == {"train", "val", "test", "run", "protocol"}
+    card = metrics["protocol"]  # a generic manifest without val: val carved from the training groups
+    assert card["val_carved"] and card["groups"]["val"] == card["val_carved_groups"] == metrics["run"]["val_groups"]
+    assert card["groups"]["test"] == ["g6", "g7"] and card["shared_groups"] == {}
     for key in ("accuracy", "uar", "macro_f1", "weighted_f1", "report", "confusion"):
         assert key in metrics["test"]
     assert metrics["run"]["val_carved"] and "carved" in metrics["run"]["notes"][0]

@@ -216,6 +216,30 @@ def mosei_metadata(root_name: str, dimensions: list[str]) -> dict:
     }
 
 
+def write_ravdess_voiced(root: Path, actors=range(1, 25), emotions=(1, 5), statements=(1, 2),
+                        seconds: float = 0.6, sr: int = 16000) -> list[str]:
+    """Speech-channel RAVDESS clips long and voiced enough for eGeMAPS (F0 found): a harmonic
+    tone whose pitch depends on the emotion (neutral 01 lower than the others) and, a little, on
+    the actor, plus noise. One clip per actor x emotion x statement; returns the codes.
+    """
+    root = Path(root)
+    names = []
+    t = np.arange(int(seconds * sr)) / sr
+    for actor in actors:
+        for emotion in emotions:
+            for statement in statements:
+                code = ravdess_name(3, 1, emotion, 1 if emotion == 1 else 2, statement, 1, actor)
+                rng = np.random.default_rng([actor, emotion, statement])
+                f0 = (120.0 if emotion == 1 else 220.0) + 2.0 * actor + 5.0 * statement
+                wave = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in (1, 2, 3))
+                data = (0.2 * wave * np.hanning(len(t)) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+                path = root / f"Actor_{actor:02d}" / f"{code}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, data, sr, subtype="PCM_16")
+                names.append(code)
+    return names
+
+
 def write_ravdess(root: Path, landmarks: Path | None = None) -> dict:
     """24 actors x 2 speech clips (neutral 01, angry strong 02) + quirks; optional landmark CSVs.
 

@@ -88,8 +88,8 @@ def keyword_manifest(folder: Path, n: int = 48, seed: int = 0) -> Path:
         words = [rng.choice(FILLER) for _ in range(rng.randint(1, 9))]
         words.insert(rng.randint(0, len(words)), label)
         split = "train" if i < n * 0.6 else ("val" if i < n * 0.8 else "test")
-        rows.append({"id": f"u{i:03d}", "label": label, "group": f"g{i % 6}", "split": split, "text": " ".join(words)})
-    rows.append({"id": "u999", "label": "happy", "group": "g0", "split": "train", "text": ""})
+        rows.append({"id": f"u{i:03d}", "label": label, "group": f"{split}-g{i % 2}", "split": split, "text": " ".join(words)})
+    rows.append({"id": "u999", "label": "happy", "group": "train-g0", "split": "train", "text": ""})
     path = folder / "manifest.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -110,7 +110,7 @@ def audio_manifest(folder: Path, n: int = 12) -> Path:
         path = folder / f"a{i:02d}.wav"
         sf.write(path, wave.astype(np.float32), SR)
         split = "train" if i < 6 else ("val" if i < 9 else "test")
-        rows.append({"id": f"a{i:02d}", "label": label, "group": f"g{i % 3}", "split": split, "audio": path.name})
+        rows.append({"id": f"a{i:02d}", "label": label, "group": f"{split}-g{i % 3}", "split": split, "audio": path.name})
     path = folder / "manifest.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -425,6 +425,11 @@ def test_cli_finetune_and_evaluate(tmp_path, bert_dir):
     ev = runner.invoke(cli, ["evaluate", str(run), "--split", "test", "--json"])
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.stdout) == json.loads((run / "metrics.json").read_text())["test"]
+    card = json.loads((run / "metrics.json").read_text())["protocol"]  # fine-tuning runs carry the card too
+    assert card["adapter"] == "generic" and card["groups"]["test"] == ["test-g0", "test-g1"]
+    assert "protocol: generic the manifest's split column" in (run / "log.txt").read_text()
+    printed = runner.invoke(cli, ["evaluate", str(run), "--split", "test"])
+    assert printed.exit_code == 0 and "test: 2 group(s) [test-g0, test-g1]" in printed.output, printed.output
     bad = runner.invoke(cli, ["finetune", "-c", str(config_path), "--modality", "nope", "--run-dir", str(run)])
     assert bad.exit_code == 2 and "finetune.modality 'nope' is not a key of 'features'" in bad.output
 

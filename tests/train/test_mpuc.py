@@ -11,6 +11,7 @@ import json
 from collections import deque
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -462,6 +463,7 @@ def test_run_writes_outputs_and_model_pt_reloads(tmp_path):
     from mer.config import ExperimentConfig
     from mer.train.criterion import Criterion
     from mer.train.evaluate import build_model, load_checkpoint
+    from mer.pipeline.manifest import Manifest
     from mer.train.job import TrainJob
     from mer.train.run import train_one
     from mer.train.trainer import predict_rows
@@ -470,7 +472,11 @@ def test_run_writes_outputs_and_model_pt_reloads(tmp_path):
     config = ExperimentConfig(dataset=config_class("demo")(), train=small_train(pretrain_epochs=2, probe="mlp"))
     config.train.epochs = 5
     config.train.lr = 1e-3
-    job = TrainJob(train=config.train, manifest=None, manifest_path=tmp_path / "manifest.csv", sources={},
+    # the manifest the synthetic data stands for (the protocol card reads its groups)
+    manifest = Manifest(pd.DataFrame({"id": data.ids, "label": data.label_text, "split": data.split,
+                                      "group": [f"spk{i % 30}" if s == "train" else f"{s}{i % 5}"
+                                                for i, s in enumerate(data.split)]}))
+    job = TrainJob(train=config.train, manifest=manifest, manifest_path=tmp_path / "manifest.csv", sources={},
                    record=config.to_dict())
     result = train_one(job, data, tmp_path / "run", 0, progress=False, log=lambda s: None)
     run = tmp_path / "run"
@@ -478,6 +484,7 @@ def test_run_writes_outputs_and_model_pt_reloads(tmp_path):
         assert (run / name).is_file(), name
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["test"]["accuracy"] == result.metrics["test"]["accuracy"]
+    assert saved["protocol"]["groups"]["test"] == [f"test{k}" for k in range(5)]
     ckpt = load_checkpoint(run)
     assert ckpt["model"] == "mpuc" and ckpt["init_kwargs"]["probe"] == "mlp"
     model = build_model(ckpt)  # what `mer evaluate` does
