@@ -69,7 +69,7 @@ ACTORS = tuple(range(1, 25))
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi")
 CODE_RE = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 ACTOR_DIR_RE = re.compile(r"^Actor_(\d\d)$")
-PROTOCOL_RE = re.compile(r"^(fold[1-4]|mpuc|custom|loao-\d{1,2})$")
+PROTOCOL_RE = re.compile(r"^(fold[1-4]|mpuc|custom|loao-\d{1,2}|group\d{1,2})$")
 
 
 def audio_extensions() -> set[str]:
@@ -88,11 +88,16 @@ class Config:
     channel: Literal["speech", "song", "both"] = "speech"
     #: label calm clips as neutral (7 classes)
     merge_calm: bool = False
-    #: fold1..fold4 | mpuc | loao-<actor> | custom
+    #: fold1..fold4 | mpuc | loao-<actor> | custom | group<k> (the k-th of ``groups``)
     protocol: str = "fold1"
     #: custom protocol: test / validation actors (numbers)
     test_actors: list[int] = field(default_factory=list)
     val_actors: list[int] = field(default_factory=list)
+    #: group<k> protocols: your own folds, the test actors of each (e.g. leave-4-actors-out over
+    #: the actors you have); ``group_val_actors`` (optional, one list per group) gives each fold's
+    #: validation actors, else the lowest-numbered male and female training actor
+    groups: list[list[int]] = field(default_factory=list)
+    group_val_actors: list[list[int]] = field(default_factory=list)
     #: optional folder of OpenFace CSVs (absolute, or relative to root)
     landmarks_root: str = ""
     #: optional folder of RAVDESS MP4s (absolute, or relative to root), besides those in the actor folders
@@ -107,6 +112,16 @@ class Config:
             raise ValueError(f"{self.protocol}: actor must be 1..24")
         if self.protocol == "custom" and not self.test_actors:
             raise ValueError("protocol custom needs test_actors")
+        if self.protocol.startswith("group") and not 1 <= int(self.protocol[5:]) <= len(self.groups):
+            raise ValueError(f"protocol {self.protocol} needs groups with at least {self.protocol[5:]} lists of "
+                             f"test actors (groups has {len(self.groups)})")
+        if self.group_val_actors and len(self.group_val_actors) != len(self.groups):
+            raise ValueError(f"group_val_actors needs one list per group ({len(self.groups)}), "
+                             f"got {len(self.group_val_actors)}")
+        for k, test in enumerate(self.groups):
+            clash = set(test) & set(self.group_val_actors[k]) if self.group_val_actors else set()
+            if clash:
+                raise ValueError(f"group {k + 1}: actors {sorted(clash)} are both test and validation actors")
         both = set(self.test_actors) & set(self.val_actors)
         if both:
             raise ValueError(f"actors {sorted(both)} are in both test_actors and val_actors")
@@ -164,6 +179,13 @@ def protocol_actors(protocol: str, config: Config | None = None) -> tuple[set[in
         return set(MPUC["test"]), set(MPUC["val"])
     elif protocol.startswith("loao-"):
         test = {int(protocol[5:])}
+    elif protocol.startswith("group"):
+        assert config is not None
+        k = int(protocol[5:]) - 1
+        test = set(config.groups[k])
+        if config.group_val_actors:
+            return test, set(config.group_val_actors[k])
+        return test, _male_female_val([a for a in ACTORS if a not in test and any(a in g for g in config.groups)])
     else:
         assert config is not None
         return set(config.test_actors), set(config.val_actors)
@@ -187,8 +209,11 @@ def folds(config: Config, manifest: Manifest) -> list[tuple[str, str]]:
     if config.protocol.startswith("loao-"):
         actors = sorted({int(g[6:]) for g in manifest.df["group"] if re.fullmatch(r"Actor_\d\d", g)})
         return [(f"loao-{a}", f"loao-{a}") for a in actors]
+    if config.protocol.startswith("group"):
+        return [(f"group{k}", f"group{k}") for k in range(1, len(config.groups) + 1)]
     raise ValueError(f"protocol {config.protocol!r} is one split; the folded protocols are fold1..fold4 "
-                     "(set dataset.protocol=fold1) and loao-<actor> (dataset.protocol=loao-1)")
+                     "(set dataset.protocol=fold1), loao-<actor> (dataset.protocol=loao-1) and group<k> "
+                     "(your own folds in dataset.groups)")
 
 
 def _index_by_key(paths: Iterable[Path]) -> dict[tuple[int, ...], tuple[int, Path]]:

@@ -83,3 +83,24 @@ def test_ravdess_cremad_kemdy20_folds_and_protocols():
     assert protocol_of(section("ravdess", protocol="fold3")) == protocol_of(section("cremad", protocol="fold3"))
     assert not protocol_of(section("meld")).speaker_independent
     assert protocol_of(section("kemdy20", protocol="kfold", k=5, fold=2)).name == "kfold fold_2 of 5"
+
+
+def test_ravdess_group_protocol_is_your_own_folds():
+    """`protocol: group<k>` with `groups`: leave-N-actors-out folds over the actors a corpus copy
+    has (RAVDESS actors 1-12 in ../shared), each fold's validation actors given or by the rule."""
+    from mer.pipeline.adapters.ravdess import protocol_actors
+
+    groups = [[1, 2, 7, 8], [3, 4, 9, 10], [5, 6, 11, 12]]
+    cfg = section("ravdess", protocol="group2", groups=groups, group_val_actors=[[3, 4], [5, 6], [1, 2]])
+    assert folds_of(cfg, Manifest(pd.DataFrame({"id": ["a"], "label": "x", "split": "", "group": ["Actor_01"]})))[1] \
+        == [("group1", "group1"), ("group2", "group2"), ("group3", "group3")]
+    assert protocol_actors("group2", cfg) == ({3, 4, 9, 10}, {5, 6})
+    # without validation actors: the lowest-numbered male (odd) and female training actor of the groups
+    ruled = section("ravdess", protocol="group1", groups=groups)
+    assert protocol_actors("group1", ruled) == ({1, 2, 7, 8}, {3, 4})
+    with pytest.raises(ValueError, match="group4 needs groups"):
+        section("ravdess", protocol="group4", groups=groups)
+    with pytest.raises(ValueError, match="one list per group"):
+        section("ravdess", protocol="group1", groups=groups, group_val_actors=[[3, 4]])
+    with pytest.raises(ValueError, match="both test and validation"):
+        section("ravdess", protocol="group1", groups=[[1, 2]], group_val_actors=[[2, 3]])
