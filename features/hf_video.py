@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from mer.features.base import Encoder, OutputSpec, SampleError
+from mer.features.base import OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.hf_common import hidden_stack, resolve_layers
-from mer.features.hf_visual import (VisualModel, VisualOptions, check_positive, pool_tokens, sample_frames,
+from mer.features.hf_common import hidden_stack
+from mer.features.hf_visual import (VisualEncoder, VisualOptions, check_positive, pool_tokens, sample_frames,
                                     window_fps)
 from mer.features.video_io import video_info
 
@@ -64,40 +64,25 @@ def cut_clips(frames: list[np.ndarray], num_frames: int) -> list[list[np.ndarray
     return clips
 
 
-class HFVideoEncoder(Encoder):
+class HFVideoEncoder(VisualEncoder):
     family = "hf-video"
     code_version = "1"
-    columns = ("video",)
     speed_only_options = ("max_batch", "max_batch_clips")
 
-    def __init__(self, options: Options):
-        super().__init__(options)
-        self.columns = (options.column,)
-        self.visual = VisualModel(options.model, options.revision)
-
-    def identity(self) -> dict[str, Any]:
-        return self.visual.identity(self.options.face())
-
     def load(self, device: Any) -> None:
-        self.visual.load(device)
+        super().load(device)
         if not getattr(self.visual.config, "num_frames", 0):
             raise ValueError(f"{self.options.model}: hf-video needs a video model whose config states num_frames "
                              f"(VideoMAE-style); {type(self.visual.config).__name__} does not")
-        self.device = device
 
     @property
     def num_frames(self) -> int:
         return int(self.visual.config.num_frames)
 
-    @property
-    def layer_indices(self) -> list[int]:
-        return resolve_layers(self.options.layers, self.visual.num_layers)
-
     def outputs(self) -> list[OutputSpec]:
         dim = int(self.visual.config.hidden_size)
-        layers = self.layer_indices
-        shape = (dim,) if self.options.layers == "last" else (len(layers), dim)
-        specs = [OutputSpec("pooled", shape, attrs={"layers": layers, "num_frames": self.num_frames})]
+        specs = [OutputSpec("pooled", self.pooled_shape(), attrs={"layers": self.layer_indices,
+                                                                   "num_frames": self.num_frames})]
         if self.options.store_frames:
             specs += [OutputSpec("frames", (dim,), ragged=True, attrs={"layer": self.visual.num_layers, "unit": "clip"}),
                       OutputSpec("time", (), ragged=True, dtype="float32", attrs={"unit": "seconds", "of": "clip start"})]

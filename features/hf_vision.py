@@ -15,14 +15,14 @@ equals one-at-a-time (tested). On CPU one clip per batch by default, 16 clips on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from mer.features.base import Encoder, OutputSpec, SampleError
+from mer.features.base import OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.hf_common import hidden_stack, resolve_layers
-from mer.features.hf_visual import (VisualModel, VisualOptions, check_positive, pool_tokens, sample_frames,
+from mer.features.hf_common import hidden_stack
+from mer.features.hf_visual import (VisualEncoder, VisualOptions, check_positive, pool_tokens, sample_frames,
                                     window_fps)
 from mer.features.video_io import video_info
 
@@ -53,33 +53,15 @@ class PreparedFrames:
     pixel_values: np.ndarray  # (T, 3, H, W) float32, the processor's output
 
 
-class HFVisionEncoder(Encoder):
+class HFVisionEncoder(VisualEncoder):
     family = "hf-vision"
     code_version = "1"
-    columns = ("video",)
     speed_only_options = ("max_batch", "max_batch_frames")
-
-    def __init__(self, options: Options):
-        super().__init__(options)
-        self.columns = (options.column,)
-        self.visual = VisualModel(options.model, options.revision)
-
-    def identity(self) -> dict[str, Any]:
-        return self.visual.identity(self.options.face())
-
-    def load(self, device: Any) -> None:
-        self.visual.load(device)
-        self.device = device
-
-    @property
-    def layer_indices(self) -> list[int]:
-        return resolve_layers(self.options.layers, self.visual.num_layers)
 
     def outputs(self) -> list[OutputSpec]:
         dim = int(self.visual.config.hidden_size)
-        layers = self.layer_indices
-        shape = (dim,) if self.options.layers == "last" else (len(layers), dim)
-        specs = [OutputSpec("pooled", shape, attrs={"layers": layers, "token": self.options.token})]
+        specs = [OutputSpec("pooled", self.pooled_shape(), attrs={"layers": self.layer_indices,
+                                                                   "token": self.options.token})]
         if self.options.store_frames:
             specs += [OutputSpec("frames", (dim,), ragged=True, attrs={"layer": self.visual.num_layers}),
                       OutputSpec("time", (), ragged=True, dtype="float32", attrs={"unit": "seconds"})]

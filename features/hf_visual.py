@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from mer.features.audio_io import row_window
-from mer.features.base import SampleError
-from mer.features.hf_common import ModelOptions, load_pretrained, model_identity, resolve_model
+from mer.features.base import Encoder, SampleError
+from mer.features.hf_common import ModelOptions, load_pretrained, model_identity, resolve_layers, resolve_model
 from mer.features.video_io import iter_frames, video_info
 
 
@@ -173,3 +173,31 @@ def pool_tokens(states: list[Any], token: str) -> Any:
 def check_positive(name: str, value: float) -> None:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a positive number, got {value}")
+
+
+class VisualEncoder(Encoder):
+    """What ``hf-vision`` and ``hf-video`` share: the model (:class:`VisualModel`), its identity
+    (the face-crop settings included), loading, and the shape of the pooled output."""
+
+    columns = ("video",)
+
+    def __init__(self, options: VisualOptions):
+        super().__init__(options)
+        self.columns = (options.column,)
+        self.visual = VisualModel(options.model, options.revision)
+
+    def identity(self) -> dict[str, Any]:
+        return self.visual.identity(self.options.face())
+
+    def load(self, device: Any) -> None:
+        self.visual.load(device)
+        self.device = device
+
+    @property
+    def layer_indices(self) -> list[int]:
+        return resolve_layers(self.options.layers, self.visual.num_layers)
+
+    def pooled_shape(self) -> tuple[int, ...]:
+        """(D,) for ``layers: last``, else (L, D) over the selected hidden states."""
+        dim = int(self.visual.config.hidden_size)
+        return (dim,) if self.options.layers == "last" else (len(self.layer_indices), dim)
