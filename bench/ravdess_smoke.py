@@ -24,7 +24,7 @@ Chance level: 1/8 accuracy and UAR (calm/neutral etc.; neutral has half the clip
 others). 60 test clips from one actor: expect wide seed-to-seed spread.
 
 Results: a printed table and ``bench/results/ravdess_smoke.json``. Not part of CI timing:
-the pytest wrapper ``tests/test_realdata_ravdess.py`` runs only with ``MER_RUN_SLOW=1``.
+the pytest wrapper ``tests/app/test_realdata_ravdess.py`` runs only with ``MER_RUN_SLOW=1``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ the file (root group), every group and every dataset, fix the file-format versio
 (so that a newer HDF5 does not silently pick a newer layout), track creation order (objects
 and attributes list in the order written, which is fixed), write attributes in sorted order
 and store data contiguously without compression filters. HDF5 itself writes no file-level
-creation time (verified by ``tests/test_cache.py``).
+creation time (verified by ``tests/pipeline/test_cache.py``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Why split the encoder by hand instead of freezing parameters and calling ``model
 the bottom runs under ``torch.no_grad`` (no activation is kept for it, whatever the
 autograd rules would decide), its dropout is off (the frozen part computes exactly what
 extraction computes), and the top layers receive the bottom's hidden states and the SAME
-attention mask the library builds. ``tests/test_finetune.py`` checks that bottom + top
+attention mask the library builds. ``tests/train/test_finetune.py`` checks that bottom + top
 equals ``model(...).last_hidden_state`` for BERT and both Wav2Vec2 variants.
 
 What ``unfreeze_top: k`` trains, per architecture family

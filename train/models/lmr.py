@@ -80,7 +80,7 @@ class PointwiseConv1d(nn.Conv1d):
     """``Conv1d(c_in → c_out, kernel_size=1)`` computed as one matrix product.
 
     The same parameters, initialisation and outputs as the convolution (a k=1 convolution mixes
-    channels independently at every position; tests/test_train_models.py checks equality), but
+    channels independently at every position; tests/train/test_train_models.py checks equality), but
     on CPU the convolution kernels took 12 % of a demo-sized LMR-CL epoch for these tiny
     (B, T, H) inputs, where a matmul costs microseconds.
     """

@@ -11,7 +11,7 @@ places leak if left alone, and each has a masked replacement here:
   before it (the same zeros a lone clip gets from the convolution's own zero padding): callers
   multiply by the mask after every op that can make padding non-zero (biases, norms).
 
-With these, a clip's embedding is the same alone and padded in a batch (tests/test_mpuc.py).
+With these, a clip's embedding is the same alone and padded in a batch (tests/train/test_mpuc.py).
 Masks are float tensors broadcastable against the activations (1 = valid step), so that the
 helpers are one multiply each, with no boolean indexing (no host sync on GPU).
 """
