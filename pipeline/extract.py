@@ -316,17 +316,28 @@ def extract(config: PipelineConfig, modalities: list[str] | None = None, *, sche
     try:
         for modality in names:
             report.modalities[modality] = _extract_modality(
-                config, modality, rows, manifest.fingerprint, str(manifest_path), runner, device=device,
-                max_failures=max_failures, retry_failures=retry_failures, wait=wait, progress=progress)
+                config, modality, rows, manifest.fingerprint, str(manifest_path), runner,
+                _RunOptions(device, max_failures, retry_failures, wait, progress))
             runner.release()
     finally:
         runner.close()
     return report
 
 
+@dataclass(frozen=True)
+class _RunOptions:
+    """How this ``extract()`` call runs every modality (resolved against ``config.extract``)."""
+
+    device: str
+    max_failures: float
+    retry_failures: bool
+    wait: bool
+    progress: bool
+
+
 def _extract_modality(config: PipelineConfig, modality: str, rows: list[dict], fingerprint: str,
-                      manifest_path: str, runner: EmbeddedRunner | DistributedRunner, *, device: str,
-                      max_failures: float, retry_failures: bool, wait: bool, progress: bool) -> ModalityReport:
+                      manifest_path: str, runner: EmbeddedRunner | DistributedRunner,
+                      run: _RunOptions) -> ModalityReport:
     start = time.perf_counter()
     options = config.features[modality]
     encoder = build_encoder(options)
@@ -335,28 +346,29 @@ def _extract_modality(config: PipelineConfig, modality: str, rows: list[dict], f
     present_rows = {r["id"]: r for r in rows if encoder.present(r)}
     cache_dtype = config.cache.dtype
 
-    with DirLock(directory, wait=wait, on_wait=log.warning):
+    with DirLock(directory, wait=run.wait, on_wait=log.warning):
         old_spec, plan = _plan_modality(directory, modality, key, cache_dtype, list(present_rows),
-                                        config.cache.shard_size, retry_failures)
+                                        config.cache.shard_size, run.retry_failures)
         records: dict[int, ShardRecord] = dict(plan.complete)
         stats = _RunStats(outputs=(old_spec or {}).get("outputs"))
 
+        writer = _SpecWriter(directory, encoder, modality, config, present_rows, fingerprint, manifest_path, old_spec)
+
         def spec(status: str) -> None:
-            _write_spec(directory, encoder, modality, config, stats.outputs, records, present_rows, fingerprint,
-                        manifest_path, status, old_spec)
+            writer.write(stats.outputs, records, status)
 
         complete = False
         try:
             if plan.pending:
-                runner.check_device(device)
+                runner.check_device(run.device)
                 spec("incomplete")
                 tasks = [ShardTask(corpus=config.corpus, modality=modality, index=index, ids=ids,
                                    rows=[present_rows[i] for i in ids], options=options, key=key,
-                                   directory=str(directory), cache_dtype=cache_dtype, device=device,
+                                   directory=str(directory), cache_dtype=cache_dtype, device=run.device,
                                    prefetch=config.extract.prefetch,
                                    io_threads=config.extract.io_threads)
                          for index, ids in plan.pending.items()]
-                _run_tasks(runner, tasks, modality, plan.pending_samples, progress, records, stats)
+                _run_tasks(runner, tasks, modality, plan.pending_samples, run.progress, records, stats)
                 write_plan(directory, Plan(pending={}, complete=records, remove=[]))
             if stats.outputs is None:
                 # nothing was ever extracted here (no present sample): learn the outputs once, on
@@ -374,7 +386,7 @@ def _extract_modality(config: PipelineConfig, modality: str, rows: list[dict], f
         modality=modality, key=key, family=encoder.family, dir=str(directory), present=len(present_rows),
         shards_extracted=len(plan.pending), shards_skipped=len(plan.complete),
         samples_extracted=plan.pending_samples, failures=failures, new_failures=stats.new_failures,
-        seconds=time.perf_counter() - start, loaded=stats.loaded, complete=complete, max_failures=max_failures)
+        seconds=time.perf_counter() - start, loaded=stats.loaded, complete=complete, max_failures=run.max_failures)
     log.info("%s: %d samples extracted, %d failure(s) (%d new), %.1f s, %.1f samples/s", modality,
              report.samples_extracted, failures, stats.new_failures, report.seconds, report.samples_per_s)
     return report
@@ -446,27 +458,41 @@ def _progress_bar(modality: str, total: int, progress: bool):
                 file=sys.stderr)
 
 
-def _write_spec(directory: Path, encoder, modality: str, config: PipelineConfig, outputs: list[dict] | None,
-                records: dict[int, ShardRecord], present: dict[str, dict], fingerprint: str, manifest_path: str,
-                status: str, old_spec: dict | None) -> None:
-    failed_present = sum(1 for r in records.values() for f in r.failures if f["id"] in present)
-    spec = {
-        "format": CACHE_FORMAT,
-        "format_version": CACHE_FORMAT_VERSION,
-        "key": encoder.key(),
-        "family": encoder.family,
-        "modality": modality,
-        "corpus": config.corpus,
-        "encoder": plain_json(encoder.key_material()),
-        "columns": list(encoder.columns),
-        "outputs": outputs,
-        "cache": {"dtype": config.cache.dtype, "shard_size": config.cache.shard_size},
-        "manifest": {"fingerprint": fingerprint, "path": manifest_path, "present": len(present)},
-        "versions": package_versions(),
-        "status": status,
-        "counts": {"shards": len(records), "samples": sum(len(r.ids) for r in records.values()),
-                   "failures": sum(len(r.failures) for r in records.values()), "present_failures": failed_present},
-        "created": (old_spec or {}).get("created") or now_iso(),
-        "updated": now_iso(),
-    }
-    write_json(directory / "spec.json", spec)
+@dataclass
+class _SpecWriter:
+    """``spec.json`` of one encoder directory: what stays fixed during a run, written at each
+    status change (incomplete before the shards run, complete or incomplete after)."""
+
+    directory: Path
+    encoder: Any
+    modality: str
+    config: PipelineConfig
+    present: dict[str, dict]
+    fingerprint: str
+    manifest_path: str
+    old_spec: dict | None
+
+    def write(self, outputs: list[dict] | None, records: dict[int, ShardRecord], status: str) -> None:
+        failed_present = sum(1 for r in records.values() for f in r.failures if f["id"] in self.present)
+        config = self.config
+        spec = {
+            "format": CACHE_FORMAT,
+            "format_version": CACHE_FORMAT_VERSION,
+            "key": self.encoder.key(),
+            "family": self.encoder.family,
+            "modality": self.modality,
+            "corpus": config.corpus,
+            "encoder": plain_json(self.encoder.key_material()),
+            "columns": list(self.encoder.columns),
+            "outputs": outputs,
+            "cache": {"dtype": config.cache.dtype, "shard_size": config.cache.shard_size},
+            "manifest": {"fingerprint": self.fingerprint, "path": self.manifest_path, "present": len(self.present)},
+            "versions": package_versions(),
+            "status": status,
+            "counts": {"shards": len(records), "samples": sum(len(r.ids) for r in records.values()),
+                       "failures": sum(len(r.failures) for r in records.values()),
+                       "present_failures": failed_present},
+            "created": (self.old_spec or {}).get("created") or now_iso(),
+            "updated": now_iso(),
+        }
+        write_json(self.directory / "spec.json", spec)
