@@ -40,6 +40,7 @@ from mer.pipeline.cache_lock import DirLock
 from mer.pipeline.config import PipelineConfig
 from mer.pipeline.config_schema import ConfigError
 from mer.pipeline.layout import plain_json
+from mer.pipeline.read_verify import record_extracted
 from mer.pipeline.shard_task import ShardResult, ShardTask, loaded_encoder, release_encoders, run_shard, task_device
 
 log = logging.getLogger("mer.extract")
@@ -377,6 +378,7 @@ def _extract_modality(config: PipelineConfig, modality: str, rows: list[dict], f
                 stats.outputs = _outputs_dicts(loaded_now, cache_dtype)
             stored = {i for r in records.values() for i in r.ids}
             complete = all(i in stored for i in present_rows)
+            record_extracted(directory, records.values())
         finally:  # also after Ctrl-C or a failed task: failures.jsonl and spec.json match the shards
             write_failures(directory, modality, records.values())
             spec("complete" if complete else "incomplete")

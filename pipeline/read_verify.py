@@ -21,6 +21,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from mer.pipeline.cache import (BOOKKEEPING, CACHE_FORMAT_VERSION, ScanResult, ShardProblem, ShardRecord, canonical_json, scan,
                                 sha256_file, shard_name, write_atomic)
@@ -78,6 +79,13 @@ def write_record(directory: Path, identities: dict[str, ShardIdentity]) -> None:
     except OSError as exc:  # read-only cache, or an extract cleaning tmp files: the next reader hashes again
         log.info("%s: could not record the shard verification (%s); later processes will hash again",
                  directory, exc.strerror or exc)
+
+
+def record_extracted(directory: Path, records: Iterable[ShardRecord]) -> None:
+    """After ``mer extract``: it hashed every complete shard itself (verified the kept ones, hashed
+    the new ones before publishing them), so the record can say so and the first reader need not
+    hash them again."""
+    write_record(directory, {r.name: ShardIdentity.of(directory / f"{r.name}.h5", r.sha256) for r in records})
 
 
 def verify_for_read(directory: Path, threads: int = 4) -> ScanResult:

@@ -173,3 +173,17 @@ def test_mer_train_refuses_a_corrupt_shard_with_the_extract_command(tmp_path):
     assert result.exit_code == 2, result.output
     assert "shard-00000.h5" in result.output and f"mer extract -c {config_path}" in result.output
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("model.pt"))
+
+
+def test_a_reader_after_mer_extract_hashes_nothing(cache, monkeypatch):
+    """mer extract hashed every shard it kept or wrote: it leaves the record, so the first
+    reader (a new process) does not hash the shards again."""
+    _, directory, ids = cache
+    record = json.loads((directory / read_verify.RECORD_NAME).read_text())
+    assert sorted(record["shards"]) == ["shard-00000", "shard-00001", "shard-00002"]
+    hashed: list[str] = []
+    real = read_verify.sha256_file
+    monkeypatch.setattr(read_verify, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    read_verify.forget_verified()
+    FeatureStore(directory).get(ids)
+    assert hashed == []
