@@ -26,8 +26,7 @@ import numpy as np
 
 from mer.features.base import OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.hf_common import hidden_stack
-from mer.features.hf_visual import (VisualEncoder, VisualOptions, check_positive, pool_tokens, sample_frames,
+from mer.features.hf_visual import (VisualEncoder, VisualOptions, check_positive, sample_frames,
                                     window_fps)
 from mer.features.video_io import video_info
 
@@ -114,36 +113,8 @@ class HFVideoEncoder(VisualEncoder):
         return PreparedClips(np.asarray(starts, dtype=np.float32), np.asarray(pixels, dtype=np.float32))
 
     def encode(self, batch: list[PreparedClips]) -> list[dict[str, np.ndarray]]:
-        import torch
-
-        from mer.features.device import inference, to_device, to_numpy
-
-        layers = self.layer_indices
-        n_layers = self.visual.num_layers
-        need_all = layers != [n_layers]
-        clips = np.concatenate([video.pixel_values for video in batch], axis=0)
-        pooled, last = [], []
-        step = self.options.max_batch_clips
-        for i in range(0, len(clips), step):
-            chunk = to_device(torch.from_numpy(np.ascontiguousarray(clips[i:i + step])), self.device)
-            with inference(self.device, self.options.autocast):
-                out = self.visual.model(pixel_values=chunk, output_hidden_states=need_all)
-                pooled.append(to_numpy(pool_tokens(hidden_stack(out, layers, n_layers), "mean")))  # (n, k, D)
-                if self.options.store_frames:
-                    last.append(to_numpy(pool_tokens([out.last_hidden_state], "mean"))[:, 0])
-        per_clip = np.concatenate(pooled, axis=0)
-        sequences = np.concatenate(last, axis=0) if last else None
-        results, offset = [], 0
-        for video in batch:
-            n = len(video.pixel_values)
-            vector = per_clip[offset:offset + n].astype(np.float64).mean(axis=0).astype(np.float32)
-            result = {"pooled": vector[0] if self.options.layers == "last" else vector}
-            if sequences is not None:
-                result["frames"] = sequences[offset:offset + n]
-                result["time"] = video.starts
-            results.append(result)
-            offset += n
-        return results
+        return self.encode_inputs([v.pixel_values for v in batch], [v.starts for v in batch],
+                                  self.options.max_batch_clips, "mean")
 
 
 ENCODER = HFVideoEncoder

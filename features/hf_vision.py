@@ -21,8 +21,7 @@ import numpy as np
 
 from mer.features.base import OutputSpec, SampleError
 from mer.features.batching import BatchPolicy
-from mer.features.hf_common import hidden_stack
-from mer.features.hf_visual import (VisualEncoder, VisualOptions, check_positive, pool_tokens, sample_frames,
+from mer.features.hf_visual import (VisualEncoder, VisualOptions, check_positive, sample_frames,
                                     window_fps)
 from mer.features.video_io import video_info
 
@@ -89,37 +88,8 @@ class HFVisionEncoder(VisualEncoder):
         return PreparedFrames(times, np.asarray(pixels, dtype=np.float32))
 
     def encode(self, batch: list[PreparedFrames]) -> list[dict[str, np.ndarray]]:
-        import torch
-
-        from mer.features.device import inference, to_device, to_numpy
-
-        layers = self.layer_indices
-        n_layers = self.visual.num_layers
-        need_all = layers != [n_layers]
-        images = np.concatenate([clip.pixel_values for clip in batch], axis=0)
-        per_frame, last = [], []
-        step = self.options.max_batch_frames
-        for i in range(0, len(images), step):
-            chunk = to_device(torch.from_numpy(np.ascontiguousarray(images[i:i + step])), self.device)
-            with inference(self.device, self.options.autocast):
-                out = self.visual.model(pixel_values=chunk, output_hidden_states=need_all)
-                states = hidden_stack(out, layers, n_layers)
-                per_frame.append(to_numpy(pool_tokens(states, self.options.token)))  # (n, k, D)
-                if self.options.store_frames:
-                    last.append(to_numpy(pool_tokens([out.last_hidden_state], self.options.token))[:, 0])
-        frames = np.concatenate(per_frame, axis=0)
-        sequences = np.concatenate(last, axis=0) if last else None
-        results, offset = [], 0
-        for clip in batch:
-            n = len(clip.pixel_values)
-            vector = frames[offset:offset + n].astype(np.float64).mean(axis=0).astype(np.float32)
-            result = {"pooled": vector[0] if self.options.layers == "last" else vector}
-            if sequences is not None:
-                result["frames"] = sequences[offset:offset + n]
-                result["time"] = clip.times
-            results.append(result)
-            offset += n
-        return results
+        return self.encode_inputs([c.pixel_values for c in batch], [c.times for c in batch],
+                                  self.options.max_batch_frames, self.options.token)
 
 
 ENCODER = HFVisionEncoder

@@ -26,7 +26,8 @@ import numpy as np
 
 from mer.features.audio_io import row_window
 from mer.features.base import Encoder, SampleError
-from mer.features.hf_common import ModelOptions, load_pretrained, model_identity, resolve_layers, resolve_model
+from mer.features.hf_common import (ModelOptions, hidden_stack, load_pretrained, model_identity, resolve_layers,
+                                    resolve_model)
 from mer.features.video_io import iter_frames, video_info
 
 
@@ -201,3 +202,39 @@ class VisualEncoder(Encoder):
         """(D,) for ``layers: last``, else (L, D) over the selected hidden states."""
         dim = int(self.visual.config.hidden_size)
         return (dim,) if self.options.layers == "last" else (len(self.layer_indices), dim)
+
+    def encode_inputs(self, inputs: list[np.ndarray], times: list[np.ndarray], step: int,
+                      token: str) -> list[dict[str, np.ndarray]]:
+        """Encode each sample's model inputs (frames for hf-vision, clips for hf-video), concatenated
+        over the batch and cut into model calls of ``step`` (no padding: batched equals one at a
+        time); a sample's ``pooled`` vector is the mean of its inputs' ``token`` embeddings, and
+        ``store_frames`` keeps the last layer's per-input sequence with its ``times``."""
+        import torch
+
+        from mer.features.device import inference, to_device, to_numpy
+
+        layers = self.layer_indices
+        n_layers = self.visual.num_layers
+        need_all = layers != [n_layers]
+        stacked = np.concatenate(inputs, axis=0)
+        pooled, last = [], []
+        for i in range(0, len(stacked), step):
+            chunk = to_device(torch.from_numpy(np.ascontiguousarray(stacked[i:i + step])), self.device)
+            with inference(self.device, self.options.autocast):
+                out = self.visual.model(pixel_values=chunk, output_hidden_states=need_all)
+                pooled.append(to_numpy(pool_tokens(hidden_stack(out, layers, n_layers), token)))  # (n, k, D)
+                if self.options.store_frames:
+                    last.append(to_numpy(pool_tokens([out.last_hidden_state], token))[:, 0])
+        per_input = np.concatenate(pooled, axis=0)
+        sequences = np.concatenate(last, axis=0) if last else None
+        results, offset = [], 0
+        for sample_inputs, sample_times in zip(inputs, times):
+            n = len(sample_inputs)
+            vector = per_input[offset:offset + n].astype(np.float64).mean(axis=0).astype(np.float32)
+            result = {"pooled": vector[0] if self.options.layers == "last" else vector}
+            if sequences is not None:
+                result["frames"] = sequences[offset:offset + n]
+                result["time"] = sample_times
+            results.append(result)
+            offset += n
+        return results
