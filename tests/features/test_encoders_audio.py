@@ -17,6 +17,7 @@ from mer.features.base import SampleError
 from mer.features.batching import make_batches
 from mer.features.hf_audio import ENCODER, Options, PreparedClip, normalise, window_bounds
 from kit.paths import SHARED_DATA
+from kit.corpora import write_tone_clips
 
 CPU = torch.device("cpu")
 SR = 16000
@@ -174,16 +175,7 @@ def group_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> list[dict]:
     """Rows of WAV clips: lengths 0.30, 0.45, 0.45, 0.62, 0.62, 0.80 s (two equal pairs)."""
-    folder = tmp_path_factory.mktemp("clips")
-    rng = np.random.default_rng(0)
-    out = []
-    for i, seconds in enumerate([0.30, 0.45, 0.45, 0.62, 0.62, 0.80]):
-        t = np.arange(int(seconds * SR)) / SR
-        x = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.standard_normal(len(t))
-        path = folder / f"c{i}.wav"
-        sf.write(path, x.astype(np.float32), SR, subtype="FLOAT")
-        out.append({"id": f"c{i}", "audio": str(path), "start": float("nan"), "end": float("nan")})
-    return out
+    return write_tone_clips(tmp_path_factory.mktemp("clips"), [0.30, 0.45, 0.45, 0.62, 0.62, 0.80], seed=0, sr=SR)
 
 
 def make(path: Path, **kw) -> ENCODER:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from mer.features.audio_io import load_audio
 from mer.features.batching import make_batches
 from mer.features.hf_audio import ENCODER, Options
+from kit.corpora import write_tone_clips
 
 CPU = torch.device("cpu")
 SR = 16000
@@ -80,16 +80,7 @@ def whisper_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> list[dict]:
     """WAV rows of 0.30, 0.45, 0.62, 0.80 and 2.50 s (the last longer than the tiny Whisper's 1 s input)."""
-    folder = tmp_path_factory.mktemp("clips")
-    rng = np.random.default_rng(1)
-    out = []
-    for i, seconds in enumerate([0.30, 0.45, 0.62, 0.80, 2.50]):
-        t = np.arange(int(seconds * SR)) / SR
-        x = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.standard_normal(len(t))
-        path = folder / f"c{i}.wav"
-        sf.write(path, x.astype(np.float32), SR, subtype="FLOAT")
-        out.append({"id": f"c{i}", "audio": str(path), "start": float("nan"), "end": float("nan")})
-    return out
+    return write_tone_clips(tmp_path_factory.mktemp("clips"), [0.30, 0.45, 0.62, 0.80, 2.50], seed=1, sr=SR)
 
 
 def make(path: Path, **kw) -> ENCODER:

@@ -456,3 +456,18 @@ def write_e4_study(root: Path) -> None:
     b = root / "recB"
     _e4_uniform(b / "EDA.csv", f"{E4_T0 + 500}.000000", "4.000000", ["0.2"] * 120)
     (b / "tags_recB.csv").write_bytes(f"{E4_T0 + 500.03:.2f}\n{E4_T0 + 525.77:.2f}".encode("ascii"))
+
+
+def write_tone_clips(folder: Path, seconds: list[float], seed: int = 0, sr: int = 16000) -> list[dict]:
+    """Manifest rows of float WAV clips (a tone per clip, 150 + 40·i Hz, plus noise) of these lengths."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, length in enumerate(seconds):
+        t = np.arange(int(length * sr)) / sr
+        x = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.standard_normal(len(t))
+        path = folder / f"c{i}.wav"
+        sf.write(path, x.astype(np.float32), sr, subtype="FLOAT")
+        out.append({"id": f"c{i}", "audio": str(path), "start": float("nan"), "end": float("nan")})
+    return out
