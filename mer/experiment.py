@@ -99,11 +99,6 @@ def modality_sources(config: ExperimentConfig, modalities: list[str],
     return out
 
 
-def experiment_record(config: ExperimentConfig) -> dict:
-    """The resolved config as plain data (a run's config.yaml)."""
-    return config.to_dict()
-
-
 def train_job(config: ExperimentConfig, modalities: list[str], overrides: tuple[str, ...] | list[str] = (),
               log: Callable[[str], None] | None = None) -> TrainJob:
     """The manifest of the dataset section (:func:`manifest_for`), the caches of ``modalities``
@@ -115,15 +110,18 @@ def train_job(config: ExperimentConfig, modalities: list[str], overrides: tuple[
         (log or print)(line)
 
     manifest, manifest_path = manifest_for(config, overrides, note)
-    check_modalities_in_manifest(manifest, {m: _column(config, m) for m in modalities if m in config.features})
-    sources = modality_sources(config, modalities, overrides)
+    sources = manifest_sources(config, manifest, modalities, overrides)
     return TrainJob(train=config.train, manifest=manifest, manifest_path=manifest_path, sources=sources,
-                    record=experiment_record(config), protocol=protocol_of(config.dataset),
+                    record=config.to_dict(), protocol=protocol_of(config.dataset),
                     adapter=config.dataset.name, dataset_key=dataset_key(config.dataset), notes=notes)
 
 
-def _column(config: ExperimentConfig, modality: str) -> str:
-    return getattr(config.features[modality], "column", "") or ""
+def manifest_sources(config: ExperimentConfig, manifest: Manifest, modalities: list[str],
+                     overrides: tuple[str, ...] | list[str] = ()) -> dict[str, ModalitySource]:
+    """:func:`modality_sources`, after refusing a modality that no row of ``manifest`` has."""
+    columns = {m: getattr(config.features[m], "column", "") or "" for m in modalities if m in config.features}
+    check_modalities_in_manifest(manifest, columns)
+    return modality_sources(config, modalities, overrides)
 
 
 def load_experiment_data(config: ExperimentConfig, manifest: Manifest, modalities: list[str] | None = None, *,
@@ -131,8 +129,7 @@ def load_experiment_data(config: ExperimentConfig, manifest: Manifest, modalitie
                          overrides: tuple[str, ...] | list[str] = (), log=None) -> TrainData:
     """The training tensors of ``modalities`` (default: the experiment's) for ``manifest``."""
     modalities = list(modalities or experiment_modalities(config))
-    check_modalities_in_manifest(manifest, {m: _column(config, m) for m in modalities if m in config.features})
-    sources = modality_sources(config, modalities, overrides)
+    sources = manifest_sources(config, manifest, modalities, overrides)
     return load_train_data(config.train, manifest, sources, device=device, sequences=sequences, reuse=reuse,
                            log=log)
 
